@@ -1,0 +1,51 @@
+# The two commands: `make run` (set up and serve on localhost:6543) and
+# `make test` (set up everything the tests need, then the whole suite).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+INI ?= development.ini
+
+.PHONY: run test install lint format demo-data postgres-binaries bench clean
+
+$(INSTALLED): setup.py constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[testing]'
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+# Catalog schema and demo tenants, users and data (idempotent).
+demo-data: install
+	$(BIN)/tenantapp-admin $(INI) init
+	$(BIN)/tenantapp-admin $(INI) demo
+
+run: demo-data
+	$(BIN)/pserve $(INI)
+
+# The tests start their own PostgreSQL cluster from the server binaries.
+postgres-binaries:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; \
+	fi
+
+lint: install
+	$(BIN)/ruff check tenantapp tests
+	$(BIN)/ruff format --check tenantapp tests
+
+format: install
+	$(BIN)/ruff format tenantapp tests
+	$(BIN)/ruff check --fix tenantapp tests
+
+test: install postgres-binaries lint
+	@echo "=== tests on SQLite ==="
+	$(BIN)/python -m pytest --backend sqlite
+	@echo "=== tests on PostgreSQL ==="
+	$(BIN)/python -m pytest --backend postgresql
+
+clean:
+	rm -rf var $(VENV) *.egg-info .pytest_cache .ruff_cache test-artifacts

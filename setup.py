@@ -1,0 +1,44 @@
+from setuptools import find_namespace_packages, setup
+
+requires = [
+    "SQLAlchemy>=2.0,<2.2",
+    "alembic>=1.13",
+    "argon2-cffi>=23.1",
+    "orjson>=3.9",
+    "plaster_pastedeploy",
+    "psycopg2-binary>=2.9",
+    "pydantic>=2.6,<3",
+    "pyramid>=2.0,<3",
+    "pyramid_retry>=2.1",
+    "pyramid_tm>=2.5",
+    "tqdm>=4.66",
+    "transaction>=4.0",
+    "waitress>=3.0",
+    "zope.interface",
+    "zope.sqlalchemy>=3.1",
+]
+
+tests_require = [
+    "WebTest>=3.0",
+    "pytest>=8",
+    "ruff",
+]
+
+setup(
+    name="tenantapp",
+    version="0.1.0",
+    description="A multi-tenant Pyramid + SQLAlchemy application: one database per tenant.",
+    packages=find_namespace_packages(include=["tenantapp", "tenantapp.*"]),
+    include_package_data=True,
+    package_data={"tenantapp": ["migrations/*/*.py", "migrations/*/versions/*.py",
+                                "templates/*", "static/*"]},
+    zip_safe=False,
+    python_requires=">=3.11",
+    install_requires=requires,
+    extras_require={"testing": tests_require},
+    entry_points={
+        "paste.app_factory": ["main = tenantapp:main"],
+        "paste.server_runner": ["waitress = tenantapp.server:serve"],
+        "console_scripts": ["tenantapp-admin = tenantapp.cli:main"],
+    },
+)

@@ -1,0 +1,49 @@
+"""tenantapp: one catalog database, one database per tenant, a JSON API over both."""
+
+import warnings
+
+# Pyramid 2.1 still imports pkg_resources; the warning is Pyramid's, not ours.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+from pyramid.config import Configurator  # noqa: E402
+
+from tenantapp.models.types import utcnow  # noqa: E402
+from tenantapp.request import TenantRequest  # noqa: E402
+from tenantapp.settings import SettingsError, parse_settings  # noqa: E402
+
+
+def make_app(settings):
+    """The WSGI application for ``settings`` (the ini file's app section).
+
+    Raises :class:`SettingsError` for a missing or malformed setting.
+    """
+    tenantapp_settings = parse_settings(settings)
+    settings = dict(settings)
+    # The transaction manager: commit before the response leaves, abort on
+    # an exception or an error status; no user lookup just to annotate it.
+    settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
+    settings.setdefault("tm.annotate_user", "false")
+    settings.setdefault("retry.attempts", "3")
+    settings.setdefault("retry.activate_hook", "tenantapp.retry.attempts_for")
+
+    with Configurator(settings=settings, request_factory=TenantRequest) as config:
+        config.registry.tenantapp_settings = tenantapp_settings
+        # The clock every request reads (tests turn it forward).
+        config.registry.clock = utcnow
+        config.include("pyramid_retry")  # retry serialization failures and lost races
+        config.include("pyramid_tm")  # one transaction per request
+        config.include(".db")  # catalog + tenant DBFactory utilities, tenant directory
+        config.include(".auth.policy")  # identity = login session, permission = role
+        config.include(".views.contract")  # the API contract's checks, in its order
+        config.include(".routes")
+        config.scan(".views")
+    return config.make_wsgi_app()
+
+
+def main(global_config, **settings):
+    """The PasteDeploy app factory (``pserve development.ini``)."""
+    try:
+        return make_app(settings)
+    except SettingsError as exc:
+        # One clear line, no traceback.
+        raise SystemExit(f"tenantapp: configuration error: {exc}") from None

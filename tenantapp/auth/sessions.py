@@ -1,0 +1,197 @@
+"""Server-side login sessions in the catalog.
+
+One query per request reads the session, its user, the chosen tenant and the
+user's membership in it, so a logout, a revoked membership, a changed role, a
+disabled user or a suspended tenant is seen on the very next request by every
+process. "Last used" is written at most once per ``session_touch_interval``,
+not on every request.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, delete, select, update
+
+from tenantapp.auth import tokens
+from tenantapp.models.catalog import LoginSession, Membership, Tenant, User
+
+
+@dataclass(frozen=True)
+class TenantAccess:
+    """The chosen tenant as this request may use it."""
+
+    id: int
+    name: str
+    display_name: str
+    status: str
+    db_url: str | None
+    role: str  # None is never stored here: no membership means no TenantAccess
+
+    def as_json(self):
+        return {"name": self.name, "display_name": self.display_name, "role": self.role}
+
+
+@dataclass(frozen=True)
+class Login:
+    """The live login session behind the request's cookie (plain values, no ORM)."""
+
+    token_hash: str
+    user_id: int
+    username: str
+    display_name: str
+    created_at: datetime
+    last_used_at: datetime
+    # The tenant the session chose, even if the membership has since gone...
+    chosen_tenant_id: int | None
+    # ...and the access that remains to it (None: not chosen, or revoked).
+    tenant: TenantAccess | None
+
+
+# Built once: the statement is compiled once and served from SQLAlchemy's cache.
+_LOGIN_QUERY = (
+    select(
+        LoginSession.token_hash,
+        LoginSession.user_id,
+        LoginSession.tenant_id,
+        LoginSession.created_at,
+        LoginSession.last_used_at,
+        User.username,
+        User.display_name,
+        User.disabled,
+        Tenant.name.label("tenant_name"),
+        Tenant.display_name.label("tenant_display_name"),
+        Tenant.status.label("tenant_status"),
+        Tenant.db_url.label("tenant_db_url"),
+        Membership.role,
+    )
+    .join(User, User.id == LoginSession.user_id)
+    .outerjoin(Tenant, Tenant.id == LoginSession.tenant_id)
+    .outerjoin(
+        Membership,
+        and_(
+            Membership.user_id == LoginSession.user_id,
+            Membership.tenant_id == LoginSession.tenant_id,
+        ),
+    )
+    .where(LoginSession.token_hash == bindparam("token_hash"))
+)
+
+
+def _expired(created_at, last_used_at, now, settings):
+    return now - last_used_at > timedelta(
+        seconds=settings.session_idle_timeout
+    ) or now - created_at > timedelta(seconds=settings.session_max_age)
+
+
+def load_login(db, token_hash, now, settings):
+    """The live :class:`Login` for ``token_hash``, or None.
+
+    None for an unknown, logged-out, idle, too old or disabled user's session.
+    """
+    row = db.execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
+    if row is None or row.disabled:
+        return None
+    if _expired(row.created_at, row.last_used_at, now, settings):
+        return None
+    last_used_at = row.last_used_at
+    if now - last_used_at >= timedelta(seconds=settings.session_touch_interval):
+        db.execute(
+            update(LoginSession)
+            .where(LoginSession.token_hash == token_hash)
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        last_used_at = now
+    tenant = None
+    if row.role is not None and row.tenant_name is not None:
+        tenant = TenantAccess(
+            id=row.tenant_id,
+            name=row.tenant_name,
+            display_name=row.tenant_display_name,
+            status=row.tenant_status,
+            db_url=row.tenant_db_url,
+            role=row.role,
+        )
+    return Login(
+        token_hash=token_hash,
+        user_id=row.user_id,
+        username=row.username,
+        display_name=row.display_name,
+        created_at=row.created_at,
+        last_used_at=last_used_at,
+        chosen_tenant_id=row.tenant_id,
+        tenant=tenant,
+    )
+
+
+def start_login_session(db, user_id, tenant_id, now, settings):
+    """Open a new session for ``user_id``; return its (unhashed) token.
+
+    Also removes the user's sessions that have expired, so the table does
+    not grow without bound.
+    """
+    db.execute(
+        delete(LoginSession)
+        .where(
+            LoginSession.user_id == user_id,
+            (LoginSession.last_used_at < now - timedelta(seconds=settings.session_idle_timeout))
+            | (LoginSession.created_at < now - timedelta(seconds=settings.session_max_age)),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    token = tokens.new_token()
+    db.add(
+        LoginSession(
+            token_hash=tokens.token_hash(token),
+            user_id=user_id,
+            tenant_id=tenant_id,
+            created_at=now,
+            last_used_at=now,
+        )
+    )
+    db.flush()
+    return token
+
+
+def end_login_session(db, token_hash):
+    """Delete a session on the server: its cookie is refused from now on."""
+    db.execute(
+        delete(LoginSession)
+        .where(LoginSession.token_hash == token_hash)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def choose_tenant(db, token_hash, tenant_id):
+    """Record ``tenant_id`` as the session's chosen tenant."""
+    db.execute(
+        update(LoginSession)
+        .where(LoginSession.token_hash == token_hash)
+        .values(tenant_id=tenant_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+_MEMBERSHIPS_QUERY = (
+    select(
+        Tenant.id, Tenant.name, Tenant.display_name, Tenant.status, Tenant.db_url, Membership.role
+    )
+    .join(Membership, Membership.tenant_id == Tenant.id)
+    .where(Membership.user_id == bindparam("user_id"))
+    .order_by(Tenant.name)
+)
+
+
+def memberships(db, user_id):
+    """Every tenant ``user_id`` is a member of, as :class:`TenantAccess`, by name."""
+    return [
+        TenantAccess(**row._mapping) for row in db.execute(_MEMBERSHIPS_QUERY, {"user_id": user_id})
+    ]
+
+
+def membership(db, user_id, tenant_name):
+    """The user's :class:`TenantAccess` to ``tenant_name``, or None."""
+    row = db.execute(
+        _MEMBERSHIPS_QUERY.where(Tenant.name == tenant_name), {"user_id": user_id}
+    ).first()
+    return TenantAccess(**row._mapping) if row is not None else None

@@ -1,0 +1,335 @@
+"""tenantapp-admin CONFIG_URI COMMAND ...: the admin command line.
+
+It loads the app from the ini file with ``bootstrap`` (one configuration for
+the server and the scripts) and works on the databases the ini file names.
+Exit status: 0 success, 2 usage error, 1 any other error, reported as one
+line on stderr without a traceback.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from tqdm import tqdm
+
+from tenantapp import migrations
+from tenantapp.auth.passwords import hash_password
+from tenantapp.db.directory import is_valid_tenant_name
+from tenantapp.db.provisioning import create_database
+from tenantapp.interfaces import IDBFactory, ITenantDirectory
+from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
+
+
+class CommandError(Exception):
+    """A failure to report as one line, exit status 1."""
+
+
+class Admin:
+    """The commands, over the registry of a bootstrapped app."""
+
+    def __init__(self, registry, out=sys.stdout, err=sys.stderr):
+        self.registry = registry
+        self.catalog = registry.getUtility(IDBFactory, "catalog")
+        self.directory = registry.getUtility(ITenantDirectory)
+        self.out = out
+        self.err = err
+
+    def say(self, line):
+        print(line, file=self.out)
+
+    # --- catalog -------------------------------------------------------------
+
+    def init(self):
+        create_database(self.catalog.url)
+        migrations.upgrade(self.catalog.engine, "catalog")
+        self.say(f"catalog schema at {migrations.head_revision('catalog')}")
+
+    def demo(self):
+        from tenantapp.demo import load_demo
+
+        for line in load_demo(self):
+            self.say(line)
+
+    # --- tenants -------------------------------------------------------------
+
+    def _tenant(self, session, name):
+        tenant = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+        if tenant is None:
+            raise CommandError(f"no such tenant: {name}")
+        return tenant
+
+    def tenant_create(self, name, display_name=None, url=None):
+        if not is_valid_tenant_name(name):
+            raise CommandError(
+                f"invalid tenant name {name!r}: 2-40 characters, a-z, 0-9 and _, "
+                "starting with a letter"
+            )
+        with self.catalog.transaction(write=False) as session:
+            if session.execute(select(Tenant.id).where(Tenant.name == name)).first():
+                raise CommandError(f"tenant {name} already exists")
+        db_url = self.directory.url_for(name, url)
+        create_database(db_url)
+        factory = self.directory.register(name, url)
+        migrations.upgrade(factory.engine, "tenant")
+        with self.catalog.transaction() as session:
+            session.add(
+                Tenant(name=name, display_name=display_name or name, status="active", db_url=url)
+            )
+        self.say(f"tenant {name} created")
+
+    def tenant_list(self, as_json=False):
+        with self.catalog.transaction(write=False) as session:
+            tenants = session.execute(
+                select(Tenant.name, Tenant.display_name, Tenant.status, Tenant.db_url).order_by(
+                    Tenant.name
+                )
+            ).all()
+        rows = [
+            {
+                "name": t.name,
+                "display_name": t.display_name,
+                "status": t.status,
+                "schema_version": self._schema_version(t.name, t.db_url),
+            }
+            for t in tenants
+        ]
+        if as_json:
+            self.say(json.dumps(rows, indent=2))
+            return
+        self.say(f"{'NAME':<24} {'STATUS':<10} {'SCHEMA':<10} DISPLAY NAME")
+        for row in rows:
+            self.say(
+                f"{row['name']:<24} {row['status']:<10} "
+                f"{row['schema_version'] or '-':<10} {row['display_name']}"
+            )
+
+    def _schema_version(self, name, url):
+        try:
+            factory = self.directory.register(name, url)
+            with factory.engine.connect() as connection:
+                return migrations.current_revision(connection)
+        except SQLAlchemyError:
+            return None
+
+    def tenant_set_status(self, name, status):
+        with self.catalog.transaction() as session:
+            self._tenant(session, name).status = status
+        self.say(f"tenant {name} {status}")
+
+    def tenant_migrate(self, names, all_tenants=False, jobs=1):
+        with self.catalog.transaction(write=False) as session:
+            known = dict(session.execute(select(Tenant.name, Tenant.db_url)).all())
+        if all_tenants:
+            names = sorted(known)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise CommandError(f"no such tenant: {', '.join(unknown)}")
+        head = migrations.head_revision("tenant")
+        failures = {}
+
+        def migrate(name):
+            factory = self.directory.register(name, known[name])
+            migrations.upgrade(factory.engine, "tenant")
+            factory.dispose()  # a fleet run must not keep a pool per tenant
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(migrate, name): name for name in names}
+            with tqdm(
+                total=len(names), desc="migrating", unit="tenant", file=self.err, disable=None
+            ) as progress:
+                for future in as_completed(futures):
+                    name = futures[future]
+                    error = future.exception()
+                    if error is not None:
+                        reason = str(error).strip().splitlines()
+                        failures[name] = reason[0] if reason else type(error).__name__
+                        progress.write(f"FAILED {name}: {failures[name]}", file=self.err)
+                    progress.update(1)
+        self.say(f"{len(names) - len(failures)} of {len(names)} tenant(s) at {head}")
+        if failures:
+            raise CommandError(f"{len(failures)} tenant(s) failed: {', '.join(sorted(failures))}")
+
+    # --- users ---------------------------------------------------------------
+
+    def _user(self, session, username):
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            raise CommandError(f"no such user: {username}")
+        return user
+
+    def user_create(self, username, password, display_name=None):
+        if not username or len(username) > 150 or username != username.strip():
+            raise CommandError("a username is 1-150 characters without surrounding spaces")
+        if not password:
+            raise CommandError("the password read from standard input is empty")
+        with self.catalog.transaction() as session:
+            if session.execute(select(User.id).where(User.username == username)).first():
+                raise CommandError(f"user {username} already exists")
+            session.add(
+                User(
+                    username=username,
+                    display_name=display_name or username,
+                    password_hash=hash_password(password),
+                    disabled=False,
+                )
+            )
+        self.say(f"user {username} created")
+
+    def user_set_disabled(self, username, disabled):
+        with self.catalog.transaction() as session:
+            user = self._user(session, username)
+            user.disabled = disabled
+            if disabled:
+                # Their sessions end now, on every process.
+                session.execute(
+                    LoginSession.__table__.delete().where(LoginSession.user_id == user.id)
+                )
+        self.say(f"user {username} {'disabled' if disabled else 'enabled'}")
+
+    def user_grant(self, username, tenant_name, role):
+        with self.catalog.transaction() as session:
+            user = self._user(session, username)
+            tenant = self._tenant(session, tenant_name)
+            membership = session.get(Membership, (user.id, tenant.id))
+            if membership is None:
+                session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
+            else:
+                membership.role = role
+        self.say(f"{username} is {role} of {tenant_name}")
+
+    def user_revoke(self, username, tenant_name):
+        with self.catalog.transaction() as session:
+            user = self._user(session, username)
+            tenant = self._tenant(session, tenant_name)
+            membership = session.get(Membership, (user.id, tenant.id))
+            if membership is None:
+                raise CommandError(f"{username} is not a member of {tenant_name}")
+            session.delete(membership)
+        self.say(f"{username} is no longer a member of {tenant_name}")
+
+    def count_users(self):
+        with self.catalog.transaction(write=False) as session:
+            return session.execute(select(func.count()).select_from(User)).scalar_one()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tenantapp-admin",
+        description="Administer tenantapp's catalog and tenant databases.",
+    )
+    parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("init", help="create or upgrade the catalog schema")
+    commands.add_parser("demo", help="load demo users and tenants, print their logins")
+
+    tenant = commands.add_parser("tenant", help="tenants").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = tenant.add_parser("create", help="register a tenant and create its database")
+    create.add_argument("name")
+    create.add_argument("--display-name")
+    create.add_argument("--url", help="its own database URL (default: the template's)")
+    listing = tenant.add_parser("list", help="list tenants with status and schema version")
+    listing.add_argument("--json", action="store_true")
+    for action in ("suspend", "resume"):
+        tenant.add_parser(action, help=f"{action} a tenant").add_argument("name")
+    migrate = tenant.add_parser("migrate", help="upgrade tenant schemas (--all or NAME...)")
+    migrate.add_argument("--all", action="store_true", dest="all_tenants")
+    migrate.add_argument("names", nargs="*", default=[], metavar="NAME")
+    migrate.add_argument("--jobs", type=int, default=1, help="tenants migrated at once")
+
+    user = commands.add_parser("user", help="users").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    user_create = user.add_parser("create", help="create a user")
+    user_create.add_argument("username")
+    user_create.add_argument("--display-name")
+    user_create.add_argument("--password-stdin", action="store_true", required=True)
+    for action in ("disable", "enable"):
+        user.add_parser(action, help=f"{action} a user").add_argument("username")
+    grant = user.add_parser("grant", help="add or change a membership")
+    grant.add_argument("username")
+    grant.add_argument("tenant")
+    grant.add_argument("--role", choices=ROLES, required=True)
+    revoke = user.add_parser("revoke", help="remove a membership")
+    revoke.add_argument("username")
+    revoke.add_argument("tenant")
+    return parser
+
+
+def run(admin, args, stdin=sys.stdin):
+    """Carry out the parsed command ``args`` with ``admin``."""
+    if args.command == "init":
+        admin.init()
+    elif args.command == "demo":
+        admin.demo()
+    elif args.command == "tenant":
+        if args.action == "create":
+            admin.tenant_create(args.name, args.display_name, args.url)
+        elif args.action == "list":
+            admin.tenant_list(as_json=args.json)
+        elif args.action == "suspend":
+            admin.tenant_set_status(args.name, "suspended")
+        elif args.action == "resume":
+            admin.tenant_set_status(args.name, "active")
+        elif args.action == "migrate":
+            admin.tenant_migrate(args.names, all_tenants=args.all_tenants, jobs=args.jobs)
+    elif args.command == "user":
+        if args.action == "create":
+            password = stdin.read()
+            password = password[:-1] if password.endswith("\n") else password
+            admin.user_create(args.username, password, args.display_name)
+        elif args.action in ("disable", "enable"):
+            admin.user_set_disabled(args.username, args.action == "disable")
+        elif args.action == "grant":
+            admin.user_grant(args.username, args.tenant, args.role)
+        elif args.action == "revoke":
+            admin.user_revoke(args.username, args.tenant)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    if args.command == "tenant" and args.action == "migrate":
+        if args.all_tenants == bool(args.names):
+            parser.error("tenant migrate takes --all or tenant names, not both or neither")
+        if args.jobs < 1:
+            parser.error("--jobs must be at least 1")
+    # Warnings and errors only: the command's own output is on stdout.
+    logging.basicConfig(level=logging.WARNING, format="tenantapp-admin: %(message)s")
+    logging.getLogger("tenantapp.db").setLevel(logging.ERROR)
+    try:
+        from pyramid.paster import bootstrap
+
+        with bootstrap(args.config_uri) as env:
+            run(Admin(env["registry"]), args)
+    except CommandError as exc:
+        print(f"tenantapp-admin: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit as exc:  # a configuration error from the app factory
+        if exc.code in (None, 0):
+            return 0
+        print(
+            f"tenantapp-admin: {exc.code}" if isinstance(exc.code, str) else exc.code,
+            file=sys.stderr,
+        )
+        return 1
+    except FileNotFoundError as exc:
+        print(f"tenantapp-admin: no such file: {exc.filename or args.config_uri}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"tenantapp-admin: database error: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, no traceback
+        print(f"tenantapp-admin: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The request's database sessions: the whole lifecycle in one place.
+
+A session is made when a view first touches ``request.catalog_db`` or
+``request.tenant_db``, joined to the request's transaction (pyramid_tm commits
+it before the response leaves, or aborts it on an exception or an error
+status), and closed by a finished callback whatever happened, so its
+connection is back in the pool when the request ends. Nothing is kept on a
+thread or a module: two requests never share a session or an ORM object.
+"""
+
+import logging
+
+import zope.sqlalchemy
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from tenantapp.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def open_request_session(request, factory):
+    """A Session on ``factory``'s database for this request only."""
+    session = factory.session(write=request.method not in SAFE_METHODS)
+    # Close even if connecting fails below: the callback runs on every outcome.
+    request.add_finished_callback(lambda request: session.close())
+    zope.sqlalchemy.register(session, transaction_manager=request.tm)
+    try:
+        # Connect now, so an unreachable database is a 503 here, not a 500 later.
+        session.connection()
+    except (DBAPIError, PoolTimeoutError) as exc:
+        if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+            raise
+        log.warning("database %s unavailable: %s", factory.name, _first_line(exc))
+        raise DatabaseUnavailable(
+            retry_after=request.registry.tenantapp_settings.retry_after
+        ) from exc
+    return session
+
+
+def _is_unavailable(exc):
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
+
+
+def _first_line(exc):
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

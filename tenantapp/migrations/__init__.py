@@ -1,0 +1,45 @@
+"""Alembic, run from code: one history for the catalog, one for every tenant.
+
+Each database records its own version in its ``alembic_version`` table, so a
+half-migrated fleet shows which tenant is where, and running the migration
+again resumes where it stopped.
+"""
+
+import os
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCHEMAS = ("catalog", "tenant")
+
+
+def alembic_config(schema, connection=None):
+    """An Alembic Config for ``schema`` ('catalog' or 'tenant')."""
+    if schema not in SCHEMAS:
+        raise ValueError(schema)
+    config = Config()
+    config.set_main_option("script_location", os.path.join(HERE, schema))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision(schema):
+    """The newest revision of ``schema``'s history."""
+    return ScriptDirectory.from_config(alembic_config(schema)).get_current_head()
+
+
+def current_revision(connection):
+    """The revision a database is at, or None when it has no schema yet."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine, schema):
+    """Bring the database behind ``engine`` to the newest revision of ``schema``.
+
+    Idempotent: a database already at head is left as it is.
+    """
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(schema, connection), "head")

@@ -1,0 +1,49 @@
+"""URL routes, and the methods each allows (for 405 answers)."""
+
+from pyramid.interfaces import IRoutesMapper
+
+
+def includeme(config):
+    config.add_route("healthz", "/healthz")
+    config.add_route("readyz", "/readyz")
+
+    config.add_route("login", "/api/login")
+    config.add_route("logout", "/api/logout")
+    config.add_route("me", "/api/me")
+    config.add_route("session_tenant", "/api/session/tenant")
+    config.add_route("members", "/api/members")
+    config.add_route("projects", "/api/projects")
+    config.add_route("project", r"/api/projects/{id:\d+}")
+    config.add_route("project_tasks", r"/api/projects/{id:\d+}/tasks")
+    config.add_route("tasks", "/api/tasks")
+    config.add_route("task", r"/api/tasks/{id:\d+}")
+
+    # Filled from the view registrations once configuration is done.
+    config.registry.route_methods = {}
+    config.action(None, _collect_route_methods, args=(config,), order=10**6)
+
+
+def _collect_route_methods(config):
+    methods = config.registry.route_methods
+    for item in config.registry.introspector.get_category("views") or ():
+        view = item["introspectable"]
+        route_name = view.get("route_name")
+        request_methods = view.get("request_methods")
+        if route_name and request_methods:
+            if isinstance(request_methods, str):
+                request_methods = (request_methods,)
+            methods.setdefault(route_name, set()).update(request_methods)
+    for route_methods in methods.values():
+        if "GET" in route_methods:
+            route_methods.add("HEAD")
+
+
+def allowed_methods(request):
+    """The methods of the route that matches this path, or None if none does."""
+    mapper = request.registry.getUtility(IRoutesMapper)
+    for route in mapper.get_routes():
+        if route.match(request.path_info) is not None:
+            methods = request.registry.route_methods.get(route.name)
+            if methods:
+                return sorted(methods)
+    return None

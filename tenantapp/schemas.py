@@ -1,0 +1,219 @@
+"""Request validation: JSON bodies (pydantic) and query parameters.
+
+Bodies are parsed by orjson first (so NaN, Infinity and broken UTF-8 are 400
+``invalid_json``), then validated here: unknown fields, wrong types, ``null``
+where not allowed, U+0000 and read-only fields are 422 ``validation_failed``
+with a message per field.
+"""
+
+import base64
+import binascii
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+)
+
+from tenantapp.errors import BadRequest, ValidationFailed
+from tenantapp.models.tenant import TASK_STATUSES
+
+READ_ONLY_FIELDS = frozenset({"id", "version", "created_at", "updated_at"})
+
+
+def _no_nul(value):
+    if "\x00" in value:
+        raise ValueError("must not contain U+0000")
+    return value
+
+
+def _iso_date(value):
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a real calendar date (YYYY-MM-DD)") from None
+
+
+def _text(min_length, max_length, strip):
+    return Annotated[
+        StrictStr,
+        StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
+        AfterValidator(_no_nul),
+    ]
+
+
+ProjectName = _text(1, 200, strip=True)
+Description = _text(0, 10000, strip=False)
+TaskTitle = _text(1, 500, strip=True)
+Assignee = _text(0, 150, strip=False)
+TaskStatus = Literal["open", "in_progress", "done"]
+DueDate = Annotated[date, BeforeValidator(_iso_date)]
+Username = _text(1, 150, strip=False)
+# Ids are 32-bit in both databases; a larger one is no id of ours.
+ObjectId = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+Password = _text(1, 1024, strip=False)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- auth ----------------------------------------------------------------------
+
+
+class LoginBody(Body):
+    username: Username
+    password: Password
+    tenant: StrictStr | None = None
+
+
+class ChooseTenantBody(Body):
+    tenant: StrictStr
+
+
+# --- projects ------------------------------------------------------------------
+
+
+class ProjectCreate(Body):
+    name: ProjectName
+    description: Description = ""
+
+
+class ProjectReplace(Body):
+    name: ProjectName
+    description: Description
+
+
+class ProjectPatch(Body):
+    # Defaults are not validated: a field left out stays out (model_fields_set),
+    # a field sent as null is checked against its type and refused.
+    name: ProjectName = None
+    description: Description = None
+
+
+# --- tasks ---------------------------------------------------------------------
+
+
+class TaskCreate(Body):
+    project_id: ObjectId
+    title: TaskTitle
+    status: TaskStatus = "open"
+    assignee: Assignee | None = None
+    due_date: DueDate | None = None
+
+
+class TaskReplace(Body):
+    project_id: ObjectId
+    title: TaskTitle
+    status: TaskStatus
+    assignee: Assignee | None
+    due_date: DueDate | None
+
+
+class TaskPatch(Body):
+    project_id: ObjectId = None
+    title: TaskTitle = None
+    status: TaskStatus = None
+    assignee: Assignee | None = None
+    due_date: DueDate | None = None
+
+
+def _field_message(error):
+    kind = error["type"]
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if kind == "extra_forbidden":
+        return "is read-only" if name in READ_ONLY_FIELDS else "unknown field"
+    if kind == "missing":
+        return "is required"
+    if kind in ("string_too_short",) and error.get("ctx", {}).get("min_length") == 1:
+        return "must not be empty"
+    message = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def validate_body(model, payload):
+    """``payload`` (a dict) validated by ``model``; 422 with a message per field."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        fields = {}
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "_body"
+            fields.setdefault(name, _field_message(error))
+        raise ValidationFailed(fields) from None
+
+
+def sent_fields(body):
+    """The fields a PATCH body actually carried, with their values."""
+    return {name: getattr(body, name) for name in body.model_fields_set}
+
+
+# --- query parameters ----------------------------------------------------------
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def encode_cursor(last_id):
+    """The opaque ``next`` cursor after the row with id ``last_id``."""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor):
+    """The id in a cursor made by :func:`encode_cursor`; 400 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadRequest("after: not a cursor from a previous page") from None
+    match = re.fullmatch(r"id:(0|[1-9]\d{0,17})", raw)
+    if match is None or encode_cursor(int(match.group(1))) != cursor:
+        raise BadRequest("after: not a cursor from a previous page")
+    return int(match.group(1))
+
+
+def _positive_int(params, name):
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[1-9]\d{0,9}", raw) or int(raw) > 2**31 - 1:
+        raise BadRequest(f"{name}: must be a positive integer")
+    return int(raw)
+
+
+def parse_page(params):
+    """``limit`` and ``after`` of a list request, as ``{"limit", "after_id"}``."""
+    limit = DEFAULT_LIMIT
+    raw_limit = params.get("limit")
+    if raw_limit is not None:
+        if not re.fullmatch(r"\d{1,4}", raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+            raise BadRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}")
+        limit = int(raw_limit)
+    after = params.get("after")
+    return {"limit": limit, "after_id": decode_cursor(after) if after is not None else 0}
+
+
+def parse_task_filters(params):
+    """Page parameters plus the task filters ``project_id``, ``status``, ``assignee``, ``q``."""
+    query = parse_page(params)
+    query["project_id"] = _positive_int(params, "project_id")
+    status = params.get("status")
+    if status is not None and status not in TASK_STATUSES:
+        raise BadRequest(f"status: must be one of {', '.join(TASK_STATUSES)}")
+    query["status"] = status
+    for name in ("assignee", "q"):
+        value = params.get(name)
+        if value is not None and ("\x00" in value or len(value) > 500):
+            raise BadRequest(f"{name}: must be at most 500 characters, without U+0000")
+        query[name] = value
+    return query

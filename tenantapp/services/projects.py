@@ -1,0 +1,73 @@
+"""Projects of one tenant (the Session is that tenant's database)."""
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from tenantapp.errors import NotFound, ValidationFailed
+from tenantapp.models.tenant import Project
+from tenantapp.services.pages import fetch_page
+
+FIELDS = ("id", "name", "description", "created_at", "updated_at", "version")
+COLUMNS = tuple(getattr(Project, name) for name in FIELDS)
+
+
+def project_json(project):
+    """The API representation of a Project."""
+    return {name: getattr(project, name) for name in FIELDS}
+
+
+def list_projects(db, *, after_id=0, limit=50):
+    return fetch_page(db, COLUMNS, Project.id, after_id=after_id, limit=limit)
+
+
+def get_project(db, project_id):
+    """The project with this id in this tenant; 404 otherwise."""
+    project = db.get(Project, project_id)
+    if project is None:
+        raise NotFound("no such project")
+    return project
+
+
+def _ensure_unique_name(db, name, project_id=None):
+    query = select(Project.id).where(func.lower(Project.name) == func.lower(name))
+    if project_id is not None:
+        query = query.where(Project.id != project_id)
+    if db.execute(query.limit(1)).first() is not None:
+        raise ValidationFailed({"name": "a project with this name already exists"})
+
+
+def _flush(db):
+    try:
+        db.flush()
+    except IntegrityError:
+        # Two requests raced past the check above; the unique index decided.
+        raise ValidationFailed({"name": "a project with this name already exists"}) from None
+
+
+def create_project(db, *, name, description, now):
+    """Add a project; its id is known on return (flushed, not committed)."""
+    _ensure_unique_name(db, name)
+    project = Project(name=name, description=description, created_at=now, updated_at=now)
+    db.add(project)
+    _flush(db)
+    return project
+
+
+def update_project(db, project, changes, now):
+    """Apply ``changes`` (field -> value); the version grows only if a value changed."""
+    changed = {k: v for k, v in changes.items() if getattr(project, k) != v}
+    if not changed:
+        return False
+    if "name" in changed:
+        _ensure_unique_name(db, changed["name"], project.id)
+    for name, value in changed.items():
+        setattr(project, name, value)
+    project.updated_at = now
+    _flush(db)
+    return True
+
+
+def delete_project(db, project):
+    """Delete a project; the database deletes its tasks (ON DELETE CASCADE)."""
+    db.delete(project)
+    db.flush()

@@ -1,0 +1,87 @@
+"""Tasks of one tenant (the Session is that tenant's database)."""
+
+from tenantapp.errors import NotFound, ValidationFailed
+from tenantapp.models.tenant import Project, Task
+from tenantapp.services.pages import fetch_page
+
+FIELDS = (
+    "id",
+    "project_id",
+    "title",
+    "status",
+    "assignee",
+    "due_date",
+    "created_at",
+    "updated_at",
+    "version",
+)
+COLUMNS = tuple(getattr(Task, name) for name in FIELDS)
+
+
+def task_json(task):
+    """The API representation of a Task."""
+    return {name: getattr(task, name) for name in FIELDS}
+
+
+def list_tasks(db, *, after_id=0, limit=50, project_id=None, status=None, assignee=None, q=None):
+    """A page of tasks matching every filter given."""
+    where = []
+    if project_id is not None:
+        where.append(Task.project_id == project_id)
+    if status is not None:
+        where.append(Task.status == status)
+    if assignee is not None:
+        where.append(Task.assignee == assignee)
+    if q:
+        # autoescape: % and _ in the search are plain characters.
+        where.append(Task.title.icontains(q, autoescape=True))
+    return fetch_page(db, COLUMNS, Task.id, where=where, after_id=after_id, limit=limit)
+
+
+def get_task(db, task_id):
+    """The task with this id in this tenant; 404 otherwise."""
+    task = db.get(Task, task_id)
+    if task is None:
+        raise NotFound("no such task")
+    return task
+
+
+def _ensure_project(db, project_id):
+    if db.get(Project, project_id) is None:
+        raise ValidationFailed({"project_id": "no such project in this tenant"})
+
+
+def create_task(db, *, project_id, title, status, assignee, due_date, now):
+    """Add a task; its id is known on return (flushed, not committed)."""
+    _ensure_project(db, project_id)
+    task = Task(
+        project_id=project_id,
+        title=title,
+        status=status,
+        assignee=assignee,
+        due_date=due_date,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(task)
+    db.flush()
+    return task
+
+
+def update_task(db, task, changes, now):
+    """Apply ``changes``; the version grows only if a stored value changed."""
+    changed = {k: v for k, v in changes.items() if getattr(task, k) != v}
+    if not changed:
+        return False
+    if "project_id" in changed:
+        _ensure_project(db, changed["project_id"])
+    for name, value in changed.items():
+        setattr(task, name, value)
+    task.updated_at = now
+    db.flush()
+    return True
+
+
+def delete_task(db, task):
+    db.delete(task)
+    db.flush()

@@ -1,0 +1,1 @@
+"""Views: thin — validate input, call a service, serialize."""

@@ -1,0 +1,182 @@
+"""The API contract every ``/api`` view gets, in the contract's order of errors.
+
+A view declares what it needs with the ``api=Endpoint(...)`` view option; the
+``api_contract`` view deriver then checks, in this order (API.md, "Errors"):
+413 body too large, 401 no login, 403 ``csrf_failed``, 415 not JSON, 400
+invalid JSON or query, 403 tenant (``tenant_required``, ``tenant_suspended``,
+``forbidden`` by role). What is left for the view — 404 for an object, 412 and
+422 — comes after, in that order. Routes and methods that do not exist (404,
+405) are the router's, before all of this.
+"""
+
+from dataclasses import dataclass
+
+import orjson
+from pyramid.response import Response
+
+from tenantapp.auth import tokens
+from tenantapp.db.session import SAFE_METHODS
+from tenantapp.errors import (
+    CSRFFailed,
+    Forbidden,
+    InvalidJSON,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
+
+MAX_BODY_BYTES = 1024 * 1024
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What an API view needs before it runs.
+
+    - ``login``: a live login session (401 otherwise);
+    - ``csrf``: the X-CSRF-Token header on unsafe methods;
+    - ``body``: a JSON object body, parsed into ``request.json_payload``;
+    - ``query``: a callable parsing ``request.GET`` into ``request.query``
+      (raising :class:`~tenantapp.errors.BadRequest`);
+    - ``permission``: ``read``, ``write`` or ``admin`` in the chosen tenant.
+    """
+
+    login: bool = True
+    csrf: bool = True
+    body: bool = False
+    query: object = None
+    permission: str | None = None
+
+
+def json_response(request, body, status=200, headers=None):
+    """A JSON response; ``body`` is serialized with orjson (UTC datetimes as +00:00)."""
+    response = Response(
+        body=orjson.dumps(body) if body is not None else b"",
+        status=status,
+        content_type=JSON_CONTENT_TYPE if body is not None else None,
+        charset="utf-8" if body is not None else None,
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def _declared_length(request):
+    try:
+        return int(request.environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _read_body(request):
+    """The body, read at most one byte beyond the limit."""
+    if _declared_length(request) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    body = request.body_file.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    return body
+
+
+def _check_json_media_type(request):
+    media_type = (request.content_type or "").lower()
+    charset = (request.charset or "utf-8").lower() if request.content_type else "utf-8"
+    if media_type != JSON_CONTENT_TYPE or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType()
+
+
+def parse_json_object(raw):
+    """The JSON object in ``raw`` bytes; 400 ``invalid_json`` otherwise.
+
+    orjson refuses NaN and Infinity, invalid UTF-8, lone surrogates, numbers
+    beyond 64 bits and nesting deeper than 1024: none of that is JSON here.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJSON("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidJSON("the body must be a JSON object")
+    return value
+
+
+def api_contract(view, info):
+    endpoint = info.options.get("api")
+    if endpoint is None:
+        return view
+
+    def checked_view(context, request):
+        # 413: decided on the declared length before anything is read.
+        if _declared_length(request) > MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        # 401
+        if endpoint.login and request.login is None:
+            raise Unauthenticated()
+        # 403 csrf_failed
+        if endpoint.csrf and request.method not in SAFE_METHODS:
+            presented = request.headers.get("X-CSRF-Token", "")
+            secret = request.registry.tenantapp_settings.secret
+            if request.login is None or not tokens.csrf_matches(
+                secret, request.login.token_hash, presented
+            ):
+                raise CSRFFailed()
+        # 415, 400
+        if endpoint.body:
+            raw = _read_body(request)
+            _check_json_media_type(request)
+            request.json_payload = parse_json_object(raw)
+        elif _declared_length(request) > 0 and request.method not in SAFE_METHODS:
+            # A body where none is expected must still be JSON if present.
+            _read_body(request)
+            _check_json_media_type(request)
+        if endpoint.query is not None:
+            request.query = endpoint.query(request.GET)
+        # 403 tenant_required / tenant_suspended / forbidden
+        if endpoint.permission is not None:
+            request.tenant  # noqa: B018 (raises when no usable tenant)
+            if not request.has_permission(endpoint.permission):
+                raise Forbidden(f"your role does not allow this ({endpoint.permission})")
+        return view(context, request)
+
+    return checked_view
+
+
+api_contract.options = ("api",)
+
+
+def includeme(config):
+    config.add_view_deriver(api_contract)
+
+
+MAX_OBJECT_ID = 2**31 - 1  # ids are 32-bit integers in both databases
+
+
+def object_id(request):
+    """The ``{id}`` of the URL; 404 for one no table can hold."""
+    value = int(request.matchdict["id"])
+    if value > MAX_OBJECT_ID:
+        raise NotFound()
+    return value
+
+
+def check_if_match(request, version):
+    """412 when ``If-Match`` is sent and names neither ``*`` nor ``version``."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return
+    wanted = f'"{version}"'
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == wanted:
+            return
+    raise PreconditionFailed()
+
+
+def object_response(request, body, status=200, location=None):
+    """One object, with its ``ETag`` (and ``Location`` after a create)."""
+    headers = {"ETag": f'"{body["version"]}"'}
+    if location is not None:
+        headers["Location"] = location
+    return json_response(request, body, status=status, headers=headers)

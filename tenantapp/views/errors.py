@@ -1,0 +1,108 @@
+"""Exception views: every error, whoever raised it, becomes the JSON error body.
+
+Infrastructure errors are translated here, once: the router's 404 and 405, a
+database that does not answer (503 with Retry-After), a concurrent change that
+won the race (412), and anything unexpected (500, logged with a request id,
+never shown).
+"""
+
+import logging
+import uuid
+
+from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed
+from pyramid.view import exception_view_config, notfound_view_config
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
+
+from tenantapp.errors import (
+    APIError,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+    ServiceUnavailable,
+)
+from tenantapp.routes import allowed_methods
+from tenantapp.views.contract import json_response
+
+log = logging.getLogger(__name__)
+
+
+def error_response(request, error):
+    response = json_response(request, error.body(), status=error.status, headers=error.headers)
+    return response
+
+
+@exception_view_config(APIError)
+def api_error(exc, request):
+    return error_response(request, exc)
+
+
+@notfound_view_config()
+def not_found(request):
+    # The route exists but not for this method: 405 with Allow.
+    allow = allowed_methods(request)
+    if allow:
+        return error_response(request, MethodNotAllowed(allow))
+    return error_response(request, NotFound("no such route"))
+
+
+@exception_view_config(HTTPMethodNotAllowed)
+def method_not_allowed(exc, request):
+    return error_response(request, MethodNotAllowed(allowed_methods(request) or ["GET"]))
+
+
+@exception_view_config(HTTPException)
+def http_exception(exc, request):
+    # Anything else Pyramid raises by status (rare: 400 for a bad URL encoding).
+    error = APIError(exc.title)
+    error.status = exc.code
+    error.code = {400: "bad_request", 403: "forbidden", 404: "not_found"}.get(
+        exc.code, "internal_error" if exc.code >= 500 else "bad_request"
+    )
+    return error_response(request, error)
+
+
+@exception_view_config(StaleDataError)
+def stale_data(exc, request):
+    # Another request changed or deleted the row between our read and write,
+    # and retrying did not help: the client's view of it is out of date.
+    return error_response(
+        request, PreconditionFailed("the object was changed by someone else; read it again")
+    )
+
+
+def _is_unavailable(exc):
+    if isinstance(exc, (PoolTimeoutError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or type(exc).__name__ in ("OperationalError", "InterfaceError")
+    )
+
+
+@exception_view_config(DBAPIError)
+@exception_view_config(PoolTimeoutError)
+@exception_view_config(DisconnectionError)
+def database_error(exc, request):
+    if _is_unavailable(exc):
+        log.warning(
+            "database unavailable during %s %s: %s",
+            request.method,
+            request.path,
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+        return error_response(
+            request, ServiceUnavailable(retry_after=request.registry.tenantapp_settings.retry_after)
+        )
+    return internal_error(exc, request)
+
+
+@exception_view_config(Exception)
+def internal_error(exc, request):
+    request_id = uuid.uuid4().hex
+    log.error(
+        "internal error %s during %s %s", request_id, request.method, request.path, exc_info=exc
+    )
+    response = error_response(request, APIError(f"internal error (request id {request_id})"))
+    response.headers["X-Request-Id"] = request_id
+    return response

@@ -1,0 +1,35 @@
+"""Liveness and readiness for load balancers and orchestrators."""
+
+import logging
+
+from pyramid.view import view_config
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantapp.errors import ServiceUnavailable
+from tenantapp.interfaces import IDBFactory
+from tenantapp.views.contract import json_response
+
+log = logging.getLogger(__name__)
+
+
+@view_config(route_name="healthz", request_method="GET")
+def healthz(request):
+    """200 while the process serves; touches no database."""
+    return json_response(request, {"status": "ok"})
+
+
+@view_config(route_name="readyz", request_method="GET")
+def readyz(request):
+    """200 when the catalog database answers, else 503."""
+    catalog = request.registry.getUtility(IDBFactory, "catalog")
+    try:
+        with catalog.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        log.warning("readyz: catalog unavailable: %s", str(exc).splitlines()[0])
+        raise ServiceUnavailable(
+            "the catalog database is not available",
+            retry_after=request.registry.tenantapp_settings.retry_after,
+        ) from None
+    return json_response(request, {"status": "ok"})

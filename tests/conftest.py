@@ -1,0 +1,268 @@
+"""Fixtures: the real app on real databases (SQLite or a throwaway PostgreSQL).
+
+``pytest --backend sqlite`` or ``--backend postgresql`` (``make test`` runs
+both). The catalog is migrated and the tenants ``acme`` and ``globex`` are
+created once per run with the admin commands; before each test every row is
+deleted, so tests are isolated by their own rows and commits are real (a
+request's transaction really commits; threads and other processes see it).
+"""
+
+import os
+import sys
+
+import pytest
+import webtest
+from sqlalchemy import delete, update
+
+from tenantapp import make_app
+from tenantapp.auth.passwords import hash_password
+from tenantapp.cli import Admin
+from tenantapp.interfaces import IDBFactory, ITenantDirectory
+from tenantapp.models.catalog import LoginFailure, LoginSession, Membership, Tenant, User
+from tenantapp.models.tenant import Project, Task
+from tenantapp.models.types import utcnow
+
+sys.path.insert(0, os.path.dirname(__file__))
+from pg_cluster import ClusterError, PostgresCluster  # noqa: E402
+
+SECRET = "tests-only-secret-0123456789abcdefghijklmnop"
+PASSWORD = "correct horse battery staple"
+BASE_TENANTS = ("acme", "globex")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default=os.environ.get("TENANTAPP_TEST_BACKEND", "sqlite"),
+        help="database backend for the whole run",
+    )
+
+
+def pytest_report_header(config):
+    return f"tenantapp test backend: {config.getoption('--backend')}"
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    return request.config.getoption("--backend")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL server of this run's own; failing to start fails the run."""
+    try:
+        cluster = PostgresCluster().start()
+    except (ClusterError, OSError) as exc:
+        pytest.exit(f"the PostgreSQL test cluster could not start: {exc}", returncode=1)
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def db_urls(backend, tmp_path_factory, request):
+    if backend == "sqlite":
+        folder = tmp_path_factory.mktemp("sqlite")
+        return {
+            "catalog": f"sqlite:///{folder}/catalog.sqlite",
+            "template": f"sqlite:///{folder}/tenants/{{name}}.sqlite",
+        }
+    cluster = request.getfixturevalue("pg_cluster")
+    return {"catalog": cluster.url("catalog"), "template": cluster.url("tenant_{name}")}
+
+
+@pytest.fixture(scope="session")
+def settings(db_urls):
+    return {
+        "tenantapp.catalog_url": db_urls["catalog"],
+        "tenantapp.tenant_url_template": db_urls["template"],
+        "tenantapp.secret": SECRET,
+        "tenantapp.connect_timeout": "2",
+        "tenantapp.pool_timeout": "3",
+        "pyramid.includes": "testviews",
+    }
+
+
+@pytest.fixture(scope="session")
+def admin(settings):
+    """The admin commands, in an app of their own (as another process would be)."""
+    registry = make_app(settings).registry
+    admin = Admin(registry, out=open(os.devnull, "w"))
+    admin.init()
+    for name in BASE_TENANTS:
+        admin.tenant_create(name, display_name=name.capitalize() + " Inc")
+    yield admin
+    registry.getUtility(ITenantDirectory).dispose_all()
+    registry.getUtility(IDBFactory, "catalog").dispose()
+
+
+@pytest.fixture(scope="session")
+def wsgi_app(admin, settings):
+    app = make_app(settings)
+    yield app
+    app.registry.getUtility(ITenantDirectory).dispose_all()
+    app.registry.getUtility(IDBFactory, "catalog").dispose()
+
+
+def all_factories(registry):
+    directory = registry.getUtility(ITenantDirectory)
+    return [registry.getUtility(IDBFactory, "catalog"), *directory._factories.values()]
+
+
+def checked_out(registry):
+    """{database: connections lent out} for every pool of ``registry``."""
+    return {f.name: f.checked_out() for f in all_factories(registry) if f.checked_out()}
+
+
+@pytest.fixture(autouse=True)
+def clean_databases(request, admin):
+    """Delete every row before the test (the base tenants stay, active)."""
+    with admin.catalog.transaction() as db:
+        for model in (LoginFailure, LoginSession, Membership, User):
+            db.execute(delete(model))
+        db.execute(delete(Tenant).where(Tenant.name.not_in(BASE_TENANTS)))
+        db.execute(update(Tenant).values(status="active"))
+    for name in BASE_TENANTS:
+        with admin.directory.factory(name).transaction() as db:
+            db.execute(delete(Task))
+            db.execute(delete(Project))
+        admin.directory.factory(name).dispose()
+    yield
+
+
+@pytest.fixture
+def app(wsgi_app):
+    """The WSGI app with the real clock; after the test no pool lends a connection
+    (lifecycle rule 1, checked after every test)."""
+    from tenantapp.models.types import utcnow as real_clock
+
+    wsgi_app.registry.clock = real_clock
+    yield wsgi_app
+    assert checked_out(wsgi_app.registry) == {}, "a connection was not returned to its pool"
+
+
+class Clock:
+    """A clock the test turns forward (throttling and session expiry, no sleeps)."""
+
+    def __init__(self):
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(app):
+    clock = Clock()
+    app.registry.clock = clock
+    return clock
+
+
+_hashes = {}
+
+
+@pytest.fixture
+def make_user(admin):
+    """Create a user with memberships: ``make_user("alice", acme="admin")``."""
+
+    def make(username, password=PASSWORD, display_name=None, disabled=False, **roles):
+        if password not in _hashes:
+            _hashes[password] = hash_password(password)
+        with admin.catalog.transaction() as db:
+            user = User(
+                username=username,
+                display_name=display_name or username.title(),
+                password_hash=_hashes[password],
+                disabled=disabled,
+            )
+            db.add(user)
+            db.flush()
+            for tenant_name, role in roles.items():
+                tenant = db.query(Tenant).filter_by(name=tenant_name).one()
+                db.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
+            return user.id
+
+    return make
+
+
+class Client:
+    """A browser-like API client: keeps its cookie and sends its CSRF token."""
+
+    def __init__(self, app):
+        self.test_app = webtest.TestApp(app)
+        self.csrf = None
+
+    def login(self, username, password=PASSWORD, tenant=None, status=200):
+        body = {"username": username, "password": password}
+        if tenant is not None:
+            body["tenant"] = tenant
+        response = self.test_app.post_json("/api/login", body, status=status)
+        if response.status_int == 200:
+            self.csrf = response.json["csrf_token"]
+        return response
+
+    def _headers(self, headers):
+        merged = {"X-CSRF-Token": self.csrf} if self.csrf else {}
+        merged.update(headers or {})
+        return merged
+
+    def get(self, url, status=200, headers=None, **kw):
+        return self.test_app.get(url, status=status, headers=headers, **kw)
+
+    def post(self, url, body=None, status=200, headers=None):
+        return self.test_app.post_json(url, body, status=status, headers=self._headers(headers))
+
+    def put(self, url, body=None, status=200, headers=None):
+        return self.test_app.put_json(url, body, status=status, headers=self._headers(headers))
+
+    def patch(self, url, body=None, status=200, headers=None):
+        return self.test_app.patch_json(url, body, status=status, headers=self._headers(headers))
+
+    def delete(self, url, status=204, headers=None):
+        return self.test_app.delete(url, status=status, headers=self._headers(headers))
+
+    def raw(
+        self, method, url, body=b"", content_type="application/json", status=None, headers=None
+    ):
+        """Send ``body`` bytes as they are (malformed JSON, odd types)."""
+        return self.test_app.request(
+            url,
+            method=method,
+            body=body,
+            status=status,
+            headers={
+                **self._headers(headers),
+                **({"Content-Type": content_type} if content_type else {}),
+            },
+            expect_errors=True,
+        )
+
+
+@pytest.fixture
+def new_client(app):
+    """A factory of independent clients (each its own cookie jar)."""
+    return lambda: Client(app)
+
+
+@pytest.fixture
+def client(new_client):
+    return new_client()
+
+
+@pytest.fixture
+def editor(client, make_user):
+    """A client logged in as an editor of acme, with acme chosen."""
+    make_user("erin", acme="editor")
+    client.login("erin")
+    return client
+
+
+def tenant_rows(admin, tenant, model):
+    """Every row of ``model`` in ``tenant``'s database, read by another connection."""
+    with admin.directory.factory(tenant).transaction(write=False) as db:
+        return db.query(model).order_by(model.id).all()

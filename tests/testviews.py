@@ -1,0 +1,70 @@
+"""Views that exist only in the test app (``pyramid.includes = testviews``).
+
+They do through the real request machinery what no public endpoint should:
+write to both databases and then fail, in each way a request can fail, so the
+lifecycle rules can be checked against the real databases.
+"""
+
+from tenantapp.errors import ValidationFailed
+from tenantapp.models.catalog import LoginFailure
+from tenantapp.models.tenant import Project, Task
+from tenantapp.views.contract import Endpoint, json_response
+
+WRITE = Endpoint(permission="write")
+
+
+def _write_both(request, label):
+    request.catalog_db.add(LoginFailure(username=f"marker-{label}", attempted_at=request.now))
+    request.tenant_db.add(
+        Project(
+            name=f"marker-{label}", description="", created_at=request.now, updated_at=request.now
+        )
+    )
+    request.catalog_db.flush()
+    request.tenant_db.flush()
+
+
+def raise_after_write(request):
+    _write_both(request, "exception")
+    raise RuntimeError("boom: a bug after writing")
+
+
+def error_after_write(request):
+    _write_both(request, "error")
+    raise ValidationFailed({"field": "refused after writing"})
+
+
+def commit_fails(request):
+    _write_both(request, "commit")
+    # Not flushed: the foreign key fails when the transaction commits.
+    request.tenant_db.add(
+        Task(
+            project_id=2**31 - 1,
+            title="orphan",
+            status="open",
+            created_at=request.now,
+            updated_at=request.now,
+        )
+    )
+    return json_response(request, {"ok": True})
+
+
+def read_both(request):
+    project_count = request.tenant_db.query(Project).count()
+    return json_response(request, {"projects": project_count})
+
+
+def includeme(config):
+    for name, view, method in (
+        ("raise_after_write", raise_after_write, "POST"),
+        ("error_after_write", error_after_write, "POST"),
+        ("commit_fails", commit_fails, "POST"),
+        ("read_both", read_both, "GET"),
+    ):
+        config.add_route(f"test_{name}", f"/api/_test/{name}")
+        config.add_view(
+            view,
+            route_name=f"test_{name}",
+            request_method=method,
+            api=WRITE if method == "POST" else Endpoint(permission="read"),
+        )
