@@ -30,20 +30,29 @@ def test_tenant_chosen_at_login_equals_choosing_later(new_client, make_user):
     at_login = first.login("alice", tenant="globex").json
     second.login("alice")
     later = second.put("/api/session/tenant", {"tenant": "globex"}).json
-    assert at_login["tenant"] == later["tenant"] == {
-        "name": "globex", "display_name": "Globex Inc", "role": "viewer"}
+    assert (
+        at_login["tenant"]
+        == later["tenant"]
+        == {"name": "globex", "display_name": "Globex Inc", "role": "viewer"}
+    )
     assert second.get("/api/me").json["tenant"]["name"] == "globex"
 
 
-@pytest.mark.parametrize("username,password", [
-    ("alice", "wrong password"), ("nobody", "whatever"), ("disabled", "correct horse battery staple"),
-])
+@pytest.mark.parametrize(
+    "username,password",
+    [
+        ("alice", "wrong password"),
+        ("nobody", "whatever"),
+        ("disabled", "correct horse battery staple"),
+    ],
+)
 def test_bad_credentials_all_answer_the_same(client, make_user, username, password):
     make_user("alice", acme="admin")
     make_user("disabled", acme="admin", disabled=True)
     response = client.login(username, password, status=401)
-    assert response.json == {"error": {"code": "unauthenticated",
-                                       "message": "wrong username or password"}}
+    assert response.json == {
+        "error": {"code": "unauthenticated", "message": "wrong username or password"}
+    }
     assert "Set-Cookie" not in response.headers
 
 
@@ -81,7 +90,8 @@ def test_login_to_suspended_tenant(client, make_user, admin):
     make_user("alice", acme="admin")
     admin.tenant_set_status("acme", "suspended")
     assert client.login("alice", tenant="acme", status=403).json["error"]["code"] == (
-        "tenant_suspended")
+        "tenant_suspended"
+    )
 
 
 def test_login_body_errors(client, make_user):
@@ -105,12 +115,17 @@ def test_choose_tenant_answers(client, make_user, admin):
     client.login("alice")
     for tenant in ("nosuchtenant", "../etc", "UPPER"):
         r = client.put("/api/session/tenant", {"tenant": tenant}, status=403)
-        assert r.json["error"] == {"code": "forbidden",
-                                   "message": "you are not a member of this tenant"}
+        assert r.json["error"] == {
+            "code": "forbidden",
+            "message": "you are not a member of this tenant",
+        }
     assert client.put("/api/session/tenant", {}, status=422).json["error"]["fields"] == {
-        "tenant": "is required"}
-    assert "tenant" in client.put("/api/session/tenant", {"tenant": 7},
-                                  status=422).json["error"]["fields"]
+        "tenant": "is required"
+    }
+    assert (
+        "tenant"
+        in client.put("/api/session/tenant", {"tenant": 7}, status=422).json["error"]["fields"]
+    )
     client.put("/api/session/tenant", {"tenant": "acme", "x": 1}, status=422)
     admin.tenant_set_status("globex", "suspended")
     r = client.put("/api/session/tenant", {"tenant": "globex"}, status=403)
@@ -132,8 +147,12 @@ def test_logout_needs_login_and_csrf(client, make_user):
     client.post("/api/logout", status=401)
     make_user("alice", acme="admin")
     client.login("alice")
-    assert client.post("/api/logout", headers={"X-CSRF-Token": "wrong"},
-                       status=403).json["error"]["code"] == "csrf_failed"
+    assert (
+        client.post("/api/logout", headers={"X-CSRF-Token": "wrong"}, status=403).json["error"][
+            "code"
+        ]
+        == "csrf_failed"
+    )
     client.get("/api/me")
 
 

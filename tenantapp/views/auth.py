@@ -59,9 +59,7 @@ def login(request):
     with catalog.transaction(write=False) as lookup:
         wait = throttle.retry_after(lookup, body.username, now, settings)
         user = lookup.execute(
-            select(User.id, User.password_hash, User.disabled).where(
-                User.username == body.username
-            )
+            select(User.id, User.password_hash, User.disabled).where(User.username == body.username)
         ).first()
     if wait:
         raise TooManyRequests(wait)
