@@ -35,6 +35,7 @@ def make_app(settings):
         config.include(".db")  # catalog + tenant DBFactory utilities, tenant directory
         config.include(".auth.policy")  # identity = login session, permission = role
         config.include(".views.contract")  # the API contract's checks, in its order
+        config.include(".headers")  # nosniff, no-store on /api, no framing of pages
         config.include(".routes")
         config.scan(".views")
     return config.make_wsgi_app()
