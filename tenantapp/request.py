@@ -5,7 +5,7 @@ from pyramid.request import Request
 
 from tenantapp.auth import tokens
 from tenantapp.auth.sessions import load_login
-from tenantapp.db.session import open_request_session
+from tenantapp.db.session import SAFE_METHODS, open_request_session
 from tenantapp.errors import Forbidden, TenantRequired, TenantSuspended
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 
@@ -37,7 +37,18 @@ class TenantRequest(Request):
         token = tokens.unsign_token(settings.secret, cookie)
         if token is None:
             return None
-        return load_login(self.catalog_db, tokens.token_hash(token), self.now, settings)
+        return load_login(
+            self.catalog_db, tokens.token_hash(token), self.now, settings, self._touch_login
+        )
+
+    def _touch_login(self, statement):
+        # A writing request records the use in its own transaction; a reading
+        # one has none, so it commits the one UPDATE on its own.
+        if self.method in SAFE_METHODS:
+            with self.registry.getUtility(IDBFactory, "catalog").transaction() as db:
+                db.execute(statement)
+        else:
+            self.catalog_db.execute(statement)
 
     @reify
     def csrf_token(self):

@@ -83,10 +83,12 @@ def _expired(created_at, last_used_at, now, settings):
     ) or now - created_at > timedelta(seconds=settings.session_max_age)
 
 
-def load_login(db, token_hash, now, settings):
+def load_login(db, token_hash, now, settings, touch):
     """The live :class:`Login` for ``token_hash``, or None.
 
     None for an unknown, logged-out, idle, too old or disabled user's session.
+    When "last used" is older than ``session_touch_interval``, calls
+    ``touch(statement)`` with the UPDATE that records the use.
     """
     row = db.execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
     if row is None or row.disabled:
@@ -95,7 +97,7 @@ def load_login(db, token_hash, now, settings):
         return None
     last_used_at = row.last_used_at
     if now - last_used_at >= timedelta(seconds=settings.session_touch_interval):
-        db.execute(
+        touch(
             update(LoginSession)
             .where(LoginSession.token_hash == token_hash)
             .values(last_used_at=now)

@@ -28,7 +28,13 @@ class DBFactory:
         self._lock = threading.Lock()
         # expire_on_commit=False: a view may serialize what it just committed
         # (the session is closed right after anyway, nothing outlives it).
-        self._sessionmaker = sessionmaker(expire_on_commit=False)
+        # Reading sessions on PostgreSQL run in autocommit: each SELECT is one
+        # round trip, with no BEGIN and COMMIT around it. (SQLite reads keep a
+        # deferred transaction: it costs no round trip and gives one snapshot.)
+        read_options = (
+            {"isolation_level": "AUTOCOMMIT"} if self.url.get_backend_name() == "postgresql" else {}
+        )
+        self._sessionmaker = sessionmaker(expire_on_commit=False, execution_options=read_options)
         self._write_sessionmaker = sessionmaker(
             expire_on_commit=False, execution_options={WRITE_OPTION: True}
         )
@@ -49,6 +55,7 @@ class DBFactory:
         return engine
 
     def session(self, write=False) -> Session:
+        """A new Session; ``write=False`` for one that only reads (see above)."""
         maker = self._write_sessionmaker if write else self._sessionmaker
         return maker(bind=self.engine)
 

@@ -1,10 +1,13 @@
 """The request's database sessions: the whole lifecycle in one place.
 
 A session is made when a view first touches ``request.catalog_db`` or
-``request.tenant_db``, joined to the request's transaction (pyramid_tm commits
-it before the response leaves, or aborts it on an exception or an error
-status), and closed by a finished callback whatever happened, so its
-connection is back in the pool when the request ends. Nothing is kept on a
+``request.tenant_db`` and closed by a finished callback whatever happened, so
+its connection is back in the pool when the request ends. For a request that
+may write (POST, PUT, PATCH, DELETE) it is joined to the request's transaction:
+pyramid_tm commits it before the response leaves, or aborts it on an
+exception or an error status. A GET only reads: its session joins nothing
+(on PostgreSQL it runs in autocommit, see DBFactory), which spares the
+transaction machinery and two round trips per database. Nothing is kept on a
 thread or a module: two requests never share a session or an ORM object.
 """
 
@@ -23,10 +26,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def open_request_session(request, factory):
     """A Session on ``factory``'s database for this request only."""
-    session = factory.session(write=request.method not in SAFE_METHODS)
+    write = request.method not in SAFE_METHODS
+    session = factory.session(write=write)
     # Close even if connecting fails below: the callback runs on every outcome.
     request.add_finished_callback(lambda request: session.close())
-    zope.sqlalchemy.register(session, transaction_manager=request.tm)
+    if write:
+        zope.sqlalchemy.register(session, transaction_manager=request.tm)
     try:
         # Connect now, so an unreachable database is a 503 here, not a 500 later.
         session.connection()

@@ -1,0 +1,185 @@
+"""The app as it is deployed: pserve with the real ini files, checked from outside.
+
+On the PostgreSQL run the server is ``pserve production.ini`` with its
+settings from the environment; on the SQLite run, a copy of
+development.ini pointed at the test databases.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import PASSWORD, SECRET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PSERVE = os.path.join(os.path.dirname(sys.executable), "pserve")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(process, url, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"pserve exited: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture
+def server(backend, db_urls, tmp_path, admin):
+    port = free_port()
+    env = dict(os.environ)
+    if backend == "postgresql":
+        ini = os.path.join(ROOT, "production.ini")
+        env.update(
+            TENANTAPP_CATALOG_URL=db_urls["catalog"],
+            TENANTAPP_TENANT_URL_TEMPLATE=db_urls["template"],
+            TENANTAPP_SECRET=SECRET,
+        )
+    else:
+        with open(os.path.join(ROOT, "development.ini")) as f:
+            text = f.read()
+        text = text.replace("sqlite:///%(here)s/var/catalog.sqlite", db_urls["catalog"]).replace(
+            "sqlite:///%(here)s/var/tenants/{name}.sqlite", db_urls["template"]
+        )
+        ini = tmp_path / "server.ini"
+        ini.write_text(text)
+    process = subprocess.Popen(
+        [PSERVE, str(ini), f"http_port={port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(process, base + "/healthz")
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Outside:
+    """A client that talks HTTP to the server and keeps the raw cookie."""
+
+    def __init__(self, base):
+        self.base = base
+        self.cookie = None
+        self.csrf = None
+
+    def call(self, method, path, body=None, headers=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.cookie:
+            request.add_header("Cookie", self.cookie)
+        if self.csrf:
+            request.add_header("X-CSRF-Token", self.csrf)
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, response.headers, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, error.headers, json.loads(raw) if raw else None
+
+
+def test_deployed_server_round_trip(server, make_user, backend):
+    make_user("ann", acme="editor", globex="viewer")
+    client = Outside(server)
+    assert client.call("GET", "/healthz")[0] == 200
+    assert client.call("GET", "/readyz")[0] == 200
+    status, _, body = client.call("GET", "/api/me")
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+    status, headers, me = client.call(
+        "POST", "/api/login", {"username": "ann", "password": PASSWORD}
+    )
+    assert status == 200 and me["tenant"] is None
+    set_cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
+    assert ("secure" in set_cookie.lower()) == (backend == "postgresql")  # production.ini only
+    client.cookie = set_cookie.split(";")[0]
+    client.csrf = me["csrf_token"]
+
+    status, _, body = client.call("GET", "/api/projects")
+    assert (status, body["error"]["code"]) == (403, "tenant_required")
+    assert client.call("PUT", "/api/session/tenant", {"tenant": "acme"})[0] == 200
+    status, headers, project = client.call("POST", "/api/projects", {"name": "Outside"})
+    assert status == 201 and headers["ETag"] == '"1"'
+    assert headers["Location"].endswith(f"/api/projects/{project['id']}")
+    status, _, task = client.call(
+        "POST", "/api/tasks", {"project_id": project["id"], "title": "From outside"}
+    )
+    assert status == 201
+    status, headers, page = client.call("GET", "/api/tasks")
+    assert status == 200 and [t["title"] for t in page["items"]] == ["From outside"]
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, _, body = client.call(
+        "PATCH", f"/api/tasks/{task['id']}", {"status": "done"}, {"If-Match": '"7"'}
+    )
+    assert (status, body["error"]["code"]) == (412, "precondition_failed")
+    assert client.call("DELETE", f"/api/projects/{project['id']}")[0] == 204
+    assert client.call("GET", f"/api/tasks/{task['id']}")[0] == 404
+
+    assert client.call("POST", "/api/logout")[0] == 204
+    status, _, body = client.call("GET", "/api/me")
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+
+def test_production_ini_refuses_to_start_without_its_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTAPP_")}
+    result = subprocess.run(
+        [PSERVE, os.path.join(ROOT, "production.ini"), f"http_port={free_port()}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "TENANTAPP_CATALOG_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_ini_refuses_a_short_secret(db_urls):
+    env = dict(
+        os.environ,
+        TENANTAPP_CATALOG_URL=db_urls["catalog"],
+        TENANTAPP_TENANT_URL_TEMPLATE=db_urls["template"],
+        TENANTAPP_SECRET="short",
+    )
+    result = subprocess.run(
+        [PSERVE, os.path.join(ROOT, "production.ini"), f"http_port={free_port()}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "tenantapp.secret must be at least 32 characters" in result.stderr
+    assert "Traceback" not in result.stderr
