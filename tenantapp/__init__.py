@@ -33,6 +33,7 @@ def make_app(settings):
         config.include("pyramid_retry")  # retry serialization failures and lost races
         config.include("pyramid_tm")  # one transaction per request
         config.include(".db")  # catalog + tenant DBFactory utilities, tenant directory
+        config.include(".auth.passwords")  # argon2, parameters from the settings
         config.include(".auth.policy")  # identity = login session, permission = role
         config.include(".views.contract")  # the API contract's checks, in its order
         config.include(".headers")  # nosniff, no-store on /api, no framing of pages

@@ -9,15 +9,15 @@ line on stderr without a traceback.
 import argparse
 import json
 import logging
+import multiprocessing
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from tenantapp import migrations
-from tenantapp.auth.passwords import hash_password
 from tenantapp.db.directory import is_valid_tenant_name
 from tenantapp.db.provisioning import create_database
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
@@ -129,15 +129,18 @@ class Admin:
         if unknown:
             raise CommandError(f"no such tenant: {', '.join(unknown)}")
         head = migrations.head_revision("tenant")
+        urls = {name: self.directory.url_for(name, known[name]) for name in names}
         failures = {}
-
-        def migrate(name):
-            factory = self.directory.register(name, known[name])
-            migrations.upgrade(factory.engine, "tenant")
-            factory.dispose()  # a fleet run must not keep a pool per tenant
-
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(migrate, name): name for name in names}
+        # Worker processes, not threads: Alembic's migration context is global
+        # to a process. A failure is reported and the others go on.
+        workers = ProcessPoolExecutor(
+            max_workers=max(1, min(jobs, len(names) or 1)),
+            mp_context=multiprocessing.get_context("spawn"),
+        )
+        with workers:
+            futures = {
+                workers.submit(migrations.upgrade_url, urls[name], "tenant"): name for name in names
+            }
             with tqdm(
                 total=len(names), desc="migrating", unit="tenant", file=self.err, disable=None
             ) as progress:
@@ -173,7 +176,7 @@ class Admin:
                 User(
                     username=username,
                     display_name=display_name or username,
-                    password_hash=hash_password(password),
+                    password_hash=self.registry.passwords.hash(password),
                     disabled=False,
                 )
             )

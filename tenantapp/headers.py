@@ -10,7 +10,8 @@ from pyramid.events import NewResponse
 def add_security_headers(event):
     headers = event.response.headers
     headers["X-Content-Type-Options"] = "nosniff"
-    path = event.request.path_info
+    # The raw WSGI path: it may not even be valid UTF-8 (that request is a 400).
+    path = event.request.environ.get("PATH_INFO", "")
     if path.startswith("/api/") or path == "/api":
         headers["Cache-Control"] = "no-store"
     else:

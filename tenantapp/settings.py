@@ -42,6 +42,10 @@ class Settings:
     connect_timeout: int = 5
     statement_timeout_ms: int = 30000
     retry_after: int = 5
+    # argon2 parameters (RFC 9106 low-memory profile by default).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
 
 
 _INT_SETTINGS = {
@@ -57,6 +61,9 @@ _INT_SETTINGS = {
     "connect_timeout": 1,
     "statement_timeout_ms": 0,
     "retry_after": 1,
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 8,
+    "argon2_parallelism": 1,
 }
 
 

@@ -15,7 +15,6 @@ import webtest
 from sqlalchemy import delete, update
 
 from tenantapp import make_app
-from tenantapp.auth.passwords import hash_password
 from tenantapp.cli import Admin
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import LoginFailure, LoginSession, Membership, Tenant, User
@@ -80,6 +79,11 @@ def settings(db_urls):
         "tenantapp.connect_timeout": "2",
         "tenantapp.pool_timeout": "3",
         "pyramid.includes": "testviews",
+        # Cheap argon2 parameters: hundreds of logins in the suite. The code
+        # path is the production one; only the work factor is smaller.
+        "tenantapp.argon2_time_cost": "1",
+        "tenantapp.argon2_memory_kib": "1024",
+        "tenantapp.argon2_parallelism": "1",
     }
 
 
@@ -126,7 +130,6 @@ def clean_databases(request, admin):
         with admin.directory.factory(name).transaction() as db:
             db.execute(delete(Task))
             db.execute(delete(Project))
-        admin.directory.factory(name).dispose()
     yield
 
 
@@ -172,7 +175,7 @@ def make_user(admin):
 
     def make(username, password=PASSWORD, display_name=None, disabled=False, **roles):
         if password not in _hashes:
-            _hashes[password] = hash_password(password)
+            _hashes[password] = admin.registry.passwords.hash(password)
         with admin.catalog.transaction() as db:
             user = User(
                 username=username,

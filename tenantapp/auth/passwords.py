@@ -1,29 +1,46 @@
-"""Password hashing with argon2 (argon2-cffi's RFC 9106 defaults)."""
+"""Password hashing with argon2 (argon2-cffi).
+
+The parameters are settings; the defaults are RFC 9106's low-memory profile
+(argon2-cffi's own defaults). One :class:`Passwords` lives on the registry
+(``registry.passwords``), used by the login view and the admin commands alike.
+"""
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher()
-# Verified against when the username is unknown, so that an unknown user and a
-# wrong password cost the same time (no user enumeration by timing).
-_DUMMY_HASH = _hasher.hash("tenantapp: no such user")
 
+class Passwords:
+    """Hashes and verifies passwords with one set of argon2 parameters."""
 
-def hash_password(password):
-    """Return the argon2 hash of ``password``."""
-    return _hasher.hash(password)
-
-
-def verify_password(password_hash, password):
-    """True when ``password`` matches; pass ``None`` as hash for an unknown user."""
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and (
-            password_hash is not None
+    def __init__(self, time_cost=3, memory_kib=65536, parallelism=4):
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+        # Verified against when the username is unknown, so that an unknown
+        # user and a wrong password cost the same time (no enumeration by timing).
+        self._dummy_hash = self._hasher.hash("tenantapp: no such user")
+
+    def hash(self, password):
+        """The argon2 hash of ``password``."""
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash, password):
+        """True when ``password`` matches; pass ``None`` as hash for an unknown user."""
+        try:
+            matched = self._hasher.verify(password_hash or self._dummy_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return matched and password_hash is not None
+
+    def needs_rehash(self, password_hash):
+        """True when the hash was made with other parameters than today's."""
+        return self._hasher.check_needs_rehash(password_hash)
 
 
-def needs_rehash(password_hash):
-    """True when the hash was made with weaker parameters than today's."""
-    return _hasher.check_needs_rehash(password_hash)
+def includeme(config):
+    settings = config.registry.tenantapp_settings
+    config.registry.passwords = Passwords(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )

@@ -11,6 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from tenantapp.db.engines import normalize_url
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = ("catalog", "tenant")
@@ -39,7 +43,23 @@ def current_revision(connection):
 def upgrade(engine, schema):
     """Bring the database behind ``engine`` to the newest revision of ``schema``.
 
-    Idempotent: a database already at head is left as it is.
+    Idempotent: a database already at head is left as it is. Not for two
+    threads at once: Alembic's ``context`` is process-global (see
+    :func:`upgrade_url`, which the fleet migration runs in worker processes).
     """
     with engine.begin() as connection:
         command.upgrade(alembic_config(schema, connection), "head")
+
+
+def upgrade_url(url, schema="tenant"):
+    """Upgrade the database at ``url`` with an engine of its own; returns its revision.
+
+    Runs in a worker process of ``tenant migrate --jobs N``.
+    """
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    try:
+        upgrade(engine, schema)
+        with engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        engine.dispose()

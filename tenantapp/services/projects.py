@@ -1,6 +1,6 @@
 """Projects of one tenant (the Session is that tenant's database)."""
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tenantapp.errors import NotFound, ValidationFailed
@@ -29,7 +29,7 @@ def get_project(db, project_id):
 
 
 def _ensure_unique_name(db, name, project_id=None):
-    query = select(Project.id).where(func.lower(Project.name) == func.lower(name))
+    query = select(Project.id).where(Project.name_key == name.casefold())
     if project_id is not None:
         query = query.where(Project.id != project_id)
     if db.execute(query.limit(1)).first() is not None:

@@ -33,8 +33,9 @@ def list_tasks(db, *, after_id=0, limit=50, project_id=None, status=None, assign
     if assignee is not None:
         where.append(Task.assignee == assignee)
     if q:
-        # autoescape: % and _ in the search are plain characters.
-        where.append(Task.title.icontains(q, autoescape=True))
+        # Case-folded on both sides (any script); autoescape: % and _ in the
+        # search are plain characters.
+        where.append(Task.title_key.contains(q.casefold(), autoescape=True))
     return fetch_page(db, COLUMNS, Task.id, where=where, after_id=after_id, limit=limit)
 
 

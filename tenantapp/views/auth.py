@@ -4,7 +4,6 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from tenantapp.auth import throttle, tokens
-from tenantapp.auth.passwords import verify_password
 from tenantapp.auth.sessions import (
     choose_tenant,
     end_login_session,
@@ -64,7 +63,9 @@ def login(request):
     if wait:
         raise TooManyRequests(wait)
     # Unknown user, wrong password and disabled user: same answer, same cost.
-    password_ok = verify_password(user.password_hash if user else None, body.password)
+    password_ok = request.registry.passwords.verify(
+        user.password_hash if user else None, body.password
+    )
     if not password_ok or user.disabled:
         throttle.record_failure(catalog, body.username, now, settings)
         raise Unauthenticated("wrong username or password")

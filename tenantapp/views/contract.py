@@ -17,6 +17,7 @@ from pyramid.response import Response
 from tenantapp.auth import tokens
 from tenantapp.db.session import SAFE_METHODS
 from tenantapp.errors import (
+    BadRequest,
     CSRFFailed,
     Forbidden,
     InvalidJSON,
@@ -29,6 +30,7 @@ from tenantapp.errors import (
 
 MAX_BODY_BYTES = 1024 * 1024
 JSON_CONTENT_TYPE = "application/json"
+JSON_CONTENT_TYPE_HEADER = "application/json; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,14 @@ class Endpoint:
 
 def json_response(request, body, status=200, headers=None):
     """A JSON response; ``body`` is serialized with orjson (UTC datetimes as +00:00)."""
-    response = Response(
-        body=orjson.dumps(body) if body is not None else b"",
-        status=status,
-        content_type=JSON_CONTENT_TYPE if body is not None else None,
-        charset="utf-8" if body is not None else None,
-    )
+    if body is None:
+        response = Response(status=status, headerlist=[])
+    else:
+        response = Response(
+            body=orjson.dumps(body),
+            status=status,
+            headerlist=[("Content-Type", JSON_CONTENT_TYPE_HEADER)],
+        )
     if headers:
         response.headers.update(headers)
     return response
@@ -132,7 +136,11 @@ def api_contract(view, info):
             _read_body(request)
             _check_json_media_type(request)
         if endpoint.query is not None:
-            request.query = endpoint.query(request.GET)
+            try:
+                params = request.GET
+            except UnicodeDecodeError:
+                raise BadRequest("the query string is not valid UTF-8") from None
+            request.query = endpoint.query(params)
         # 403 tenant_required / tenant_suspended / forbidden
         if endpoint.permission is not None:
             request.tenant  # noqa: B018 (raises when no usable tenant)

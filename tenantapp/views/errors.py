@@ -9,6 +9,7 @@ never shown).
 import logging
 import uuid
 
+from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed
 from pyramid.view import exception_view_config, notfound_view_config
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -17,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from tenantapp.errors import (
     APIError,
+    BadRequest,
     MethodNotAllowed,
     NotFound,
     PreconditionFailed,
@@ -61,6 +63,11 @@ def http_exception(exc, request):
         exc.code, "internal_error" if exc.code >= 500 else "bad_request"
     )
     return error_response(request, error)
+
+
+@exception_view_config(URLDecodeError)
+def undecodable_url(exc, request):
+    return error_response(request, BadRequest("the URL is not valid UTF-8"))
 
 
 @exception_view_config(StaleDataError)

@@ -21,6 +21,7 @@ def upgrade():
         "projects",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("name_key", sa.Text, nullable=False),
         sa.Column("description", sa.Text, nullable=False),
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.Column("updated_at", UTCDateTime, nullable=False),
@@ -29,12 +30,13 @@ def upgrade():
         # Never reuse the id of a deleted row (SQLite would, without this).
         sqlite_autoincrement=True,
     )
-    op.create_index("uq_projects_lower_name", "projects", [sa.text("lower(name)")], unique=True)
+    op.create_index("uq_projects_name_key", "projects", ["name_key"], unique=True)
     op.create_table(
         "tasks",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("project_id", sa.Integer, nullable=False),
         sa.Column("title", sa.String(500), nullable=False),
+        sa.Column("title_key", sa.Text, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("assignee", sa.String(150), nullable=True),
         sa.Column("due_date", sa.Date, nullable=True),
