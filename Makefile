@@ -47,5 +47,11 @@ test: install postgres-binaries lint
 	@echo "=== tests on PostgreSQL ==="
 	$(BIN)/python -m pytest --backend postgresql
 
+# The benchmark of issue 5 (not part of `make test`): a throwaway PostgreSQL
+# cluster, production.ini settings served by waitress, wrk on loopback.
+# `COMPARE=1 make bench` also runs ../shared/bench/compare.sh (~75 s more).
+bench: install postgres-binaries
+	COMPARE=$(COMPARE) $(BIN)/python bench/run_bench.py
+
 clean:
 	rm -rf var $(VENV) *.egg-info .pytest_cache .ruff_cache test-artifacts
