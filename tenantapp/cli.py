@@ -31,12 +31,13 @@ class CommandError(Exception):
 class Admin:
     """The commands, over the registry of a bootstrapped app."""
 
-    def __init__(self, registry, out=sys.stdout, err=sys.stderr):
+    def __init__(self, registry, out=None, err=None):
         self.registry = registry
         self.catalog = registry.getUtility(IDBFactory, "catalog")
         self.directory = registry.getUtility(ITenantDirectory)
-        self.out = out
-        self.err = err
+        # Looked up now, not at import: tests and callers may replace sys.stdout.
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
 
     def say(self, line):
         print(line, file=self.out)
@@ -264,8 +265,9 @@ def build_parser():
     return parser
 
 
-def run(admin, args, stdin=sys.stdin):
+def run(admin, args, stdin=None):
     """Carry out the parsed command ``args`` with ``admin``."""
+    stdin = stdin or sys.stdin
     if args.command == "init":
         admin.init()
     elif args.command == "demo":

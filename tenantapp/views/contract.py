@@ -95,7 +95,9 @@ def parse_json_object(raw):
     """The JSON object in ``raw`` bytes; 400 ``invalid_json`` otherwise.
 
     orjson refuses NaN and Infinity, invalid UTF-8, lone surrogates, numbers
-    beyond 64 bits and nesting deeper than 1024: none of that is JSON here.
+    out of the double range (1e400) and nesting deeper than 1024: none of that
+    is JSON here. (An integer beyond 64 bits is read as a float, which the
+    schema then refuses with 422.)
     """
     try:
         value = orjson.loads(raw)
