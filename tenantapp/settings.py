@@ -39,6 +39,8 @@ class Settings:
     tenant_pool_size: int = 5
     max_tenant_engines: int = 32
     pool_timeout: float = 5.0
+    # Ping a pooled connection before use when it sat idle this long (0: always).
+    pool_ping_after: int = 10
     connect_timeout: int = 5
     statement_timeout_ms: int = 30000
     retry_after: int = 5
@@ -55,6 +57,7 @@ _INT_SETTINGS = {
     "login_max_attempts": 1,
     "login_window": 1,
     "max_connections": 2,
+    "pool_ping_after": 0,
     "catalog_pool_size": 1,
     "tenant_pool_size": 1,
     "max_tenant_engines": 1,

@@ -269,3 +269,22 @@ def tenant_rows(admin, tenant, model):
     """Every row of ``model`` in ``tenant``'s database, read by another connection."""
     with admin.directory.factory(tenant).transaction(write=False) as db:
         return db.query(model).order_by(model.id).all()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "postgresql_only: needs a PostgreSQL server (terminating backends, restarts); "
+        "collected in the PostgreSQL run, deselected in the SQLite run",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--backend") == "postgresql":
+        return
+    # Not skipped: these tests belong to the PostgreSQL run, which make test
+    # always runs; the SQLite run leaves them out and says how many.
+    deselected = [item for item in items if item.get_closest_marker("postgresql_only")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql_only")]

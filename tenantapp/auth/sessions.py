@@ -47,33 +47,39 @@ class Login:
     tenant: TenantAccess | None
 
 
-# Built once: the statement is compiled once and served from SQLAlchemy's cache.
+# Built once, on the tables (Core, not ORM): compiled once, then served from
+# SQLAlchemy's cache on every request.
+_sessions = LoginSession.__table__
+_users = User.__table__
+_tenants = Tenant.__table__
+_memberships = Membership.__table__
 _LOGIN_QUERY = (
     select(
-        LoginSession.token_hash,
-        LoginSession.user_id,
-        LoginSession.tenant_id,
-        LoginSession.created_at,
-        LoginSession.last_used_at,
-        User.username,
-        User.display_name,
-        User.disabled,
-        Tenant.name.label("tenant_name"),
-        Tenant.display_name.label("tenant_display_name"),
-        Tenant.status.label("tenant_status"),
-        Tenant.db_url.label("tenant_db_url"),
-        Membership.role,
+        _sessions.c.user_id,
+        _sessions.c.tenant_id,
+        _sessions.c.created_at,
+        _sessions.c.last_used_at,
+        _users.c.username,
+        _users.c.display_name,
+        _users.c.disabled,
+        _tenants.c.name.label("tenant_name"),
+        _tenants.c.display_name.label("tenant_display_name"),
+        _tenants.c.status.label("tenant_status"),
+        _tenants.c.db_url.label("tenant_db_url"),
+        _memberships.c.role,
     )
-    .join(User, User.id == LoginSession.user_id)
-    .outerjoin(Tenant, Tenant.id == LoginSession.tenant_id)
-    .outerjoin(
-        Membership,
-        and_(
-            Membership.user_id == LoginSession.user_id,
-            Membership.tenant_id == LoginSession.tenant_id,
-        ),
+    .select_from(
+        _sessions.join(_users, _users.c.id == _sessions.c.user_id)
+        .outerjoin(_tenants, _tenants.c.id == _sessions.c.tenant_id)
+        .outerjoin(
+            _memberships,
+            and_(
+                _memberships.c.user_id == _sessions.c.user_id,
+                _memberships.c.tenant_id == _sessions.c.tenant_id,
+            ),
+        )
     )
-    .where(LoginSession.token_hash == bindparam("token_hash"))
+    .where(_sessions.c.token_hash == bindparam("token_hash"))
 )
 
 
@@ -90,7 +96,7 @@ def load_login(db, token_hash, now, settings, touch):
     When "last used" is older than ``session_touch_interval``, calls
     ``touch(statement)`` with the UPDATE that records the use.
     """
-    row = db.execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
+    row = db.connection().execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
     if row is None or row.disabled:
         return None
     if _expired(row.created_at, row.last_used_at, now, settings):

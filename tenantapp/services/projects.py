@@ -8,7 +8,6 @@ from tenantapp.models.tenant import Project
 from tenantapp.services.pages import fetch_page
 
 FIELDS = ("id", "name", "description", "created_at", "updated_at", "version")
-COLUMNS = tuple(getattr(Project, name) for name in FIELDS)
 
 
 def project_json(project):
@@ -17,7 +16,7 @@ def project_json(project):
 
 
 def list_projects(db, *, after_id=0, limit=50):
-    return fetch_page(db, COLUMNS, Project.id, after_id=after_id, limit=limit)
+    return fetch_page(db, Project.__table__, FIELDS, after_id=after_id, limit=limit)
 
 
 def get_project(db, project_id):

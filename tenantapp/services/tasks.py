@@ -2,7 +2,7 @@
 
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project, Task
-from tenantapp.services.pages import fetch_page
+from tenantapp.services.pages import fetch_page, like_pattern
 
 FIELDS = (
     "id",
@@ -15,7 +15,6 @@ FIELDS = (
     "updated_at",
     "version",
 )
-COLUMNS = tuple(getattr(Task, name) for name in FIELDS)
 
 
 def task_json(task):
@@ -25,18 +24,24 @@ def task_json(task):
 
 def list_tasks(db, *, after_id=0, limit=50, project_id=None, status=None, assignee=None, q=None):
     """A page of tasks matching every filter given."""
-    where = []
-    if project_id is not None:
-        where.append(Task.project_id == project_id)
-    if status is not None:
-        where.append(Task.status == status)
-    if assignee is not None:
-        where.append(Task.assignee == assignee)
+    filters, values = [], {}
+    for name, value in (("project_id", project_id), ("status", status), ("assignee", assignee)):
+        if value is not None:
+            filters.append((name, "eq"))
+            values[name] = value
     if q:
-        # Case-folded on both sides (any script); autoescape: % and _ in the
-        # search are plain characters.
-        where.append(Task.title_key.contains(q.casefold(), autoescape=True))
-    return fetch_page(db, COLUMNS, Task.id, where=where, after_id=after_id, limit=limit)
+        # Case-folded on both sides, so any script compares alike.
+        filters.append(("title_key", "like"))
+        values["title_key"] = like_pattern(q.casefold())
+    return fetch_page(
+        db,
+        Task.__table__,
+        FIELDS,
+        filters=tuple(filters),
+        values=values,
+        after_id=after_id,
+        limit=limit,
+    )
 
 
 def get_task(db, task_id):

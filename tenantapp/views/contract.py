@@ -78,7 +78,13 @@ def _read_body(request):
     """The body, read at most one byte beyond the limit."""
     if _declared_length(request) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
-    body = request.body_file.read(MAX_BODY_BYTES + 1)
+    if request.is_body_seekable:
+        # pyramid_retry made it seekable: a retried request reads it again.
+        stream = request.body_file_raw
+        stream.seek(0)
+    else:
+        stream = request.body_file
+    body = stream.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     return body

@@ -12,6 +12,7 @@ import uuid
 from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed
 from pyramid.view import exception_view_config, notfound_view_config
+from pyramid_retry import mark_error_retryable
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
@@ -87,11 +88,28 @@ def _is_unavailable(exc):
     )
 
 
+def _died_before_commit(exc, request):
+    # pyramid_tm clears tm.active before it commits: a disconnect during
+    # COMMIT might have committed, and is not retried.
+    return (
+        isinstance(exc, DBAPIError)
+        and exc.connection_invalidated
+        and bool(request.environ.get("tm.active"))
+    )
+
+
 @exception_view_config(DBAPIError)
 @exception_view_config(PoolTimeoutError)
 @exception_view_config(DisconnectionError)
 def database_error(exc, request):
     if _is_unavailable(exc):
+        if _died_before_commit(exc, request):
+            # The server dropped this connection (a restart, a terminated
+            # backend) before anything was committed: SQLAlchemy has already
+            # invalidated the pool, and pyramid_retry runs the request again
+            # on a fresh connection. The answer below is only used when this
+            # was the last attempt.
+            mark_error_retryable(exc)
         log.warning(
             "database unavailable during %s %s: %s",
             request.method,
