@@ -6,6 +6,7 @@ import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import webtest
 from sqlalchemy import select
 from webtest.http import StopableWSGIServer
@@ -274,3 +275,25 @@ def test_concurrent_requests_never_share_a_session(make_user, app):
     for t in threads:
         t.join(60)
     assert errors == []
+
+
+@pytest.mark.postgresql_only
+def test_no_pooled_connection_is_left_in_a_transaction(editor, admin):
+    """The driver runs in autocommit with BEGIN only for writes: after reads,
+    writes, failed writes and exceptions, no connection idles in a transaction."""
+    project = editor.post("/api/projects", {"name": "P"}, status=201).json
+    editor.get("/api/projects")
+    editor.post("/api/projects", {"name": "P"}, status=422)
+    editor.post("/api/_test/raise_after_write", {}, status=500)
+    editor.post("/api/_test/commit_fails", {}, status=500)
+    editor.patch(f"/api/projects/{project['id']}", {"description": "d"})
+    with admin.catalog.engine.connect() as connection:
+        states = (
+            connection.exec_driver_sql(
+                "SELECT state FROM pg_stat_activity WHERE application_name = 'tenantapp' "
+                "AND pid <> pg_backend_pid()"
+            )
+            .scalars()
+            .all()
+        )
+    assert states and all(state == "idle" for state in states), states

@@ -97,12 +97,61 @@ def make_engine(
             connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
         options["connect_args"] = connect_args
         engine = create_engine(url, **options)
+        _configure_postgresql(engine)
         _ping_when_idle(engine, ping_after)
     else:
         raise ValueError(f"unsupported database URL: {url.render_as_string()}")
     if budget is not None:
         budget.watch(engine)
     return engine
+
+
+def _configure_postgresql(engine):
+    """psycopg2 in autocommit, with BEGIN only for a writing transaction.
+
+    psycopg2 otherwise sends BEGIN before the first statement of every
+    transaction, and a reading request pays BEGIN and COMMIT round trips for
+    nothing (switching isolation levels per checkout cost as much). So the
+    driver runs in autocommit, a reading Session's SELECTs are one round trip
+    each, and a Session that writes (``WRITE_OPTION``) gets a real BEGIN ...
+    COMMIT/ROLLBACK, emitted here since the driver's commit() and rollback()
+    do nothing in autocommit. A connection is never returned to the pool in a
+    transaction.
+    """
+    from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+    def in_transaction(dbapi_connection):
+        return dbapi_connection.info.transaction_status != TRANSACTION_STATUS_IDLE
+
+    def open_transaction(connection):
+        # An invalidated connection (the server dropped it) has nothing to end.
+        return not connection.invalidated and in_transaction(connection.connection.dbapi_connection)
+
+    @event.listens_for(engine, "connect")
+    def driver_autocommit(dbapi_connection, connection_record):
+        dbapi_connection.autocommit = True
+
+    @event.listens_for(engine, "begin")
+    def begin(connection):
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN")
+
+    @event.listens_for(engine, "commit")
+    def commit(connection):
+        if open_transaction(connection):
+            connection.exec_driver_sql("COMMIT")
+
+    @event.listens_for(engine, "rollback")
+    def rollback(connection):
+        if open_transaction(connection):
+            connection.exec_driver_sql("ROLLBACK")
+
+    @event.listens_for(engine, "reset")
+    def never_pool_a_transaction(dbapi_connection, connection_record, reset_state):
+        if in_transaction(dbapi_connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("ROLLBACK")
+            cursor.close()
 
 
 def _ping_when_idle(engine, ping_after):

@@ -28,13 +28,9 @@ class DBFactory:
         self._lock = threading.Lock()
         # expire_on_commit=False: a view may serialize what it just committed
         # (the session is closed right after anyway, nothing outlives it).
-        # Reading sessions on PostgreSQL run in autocommit: each SELECT is one
-        # round trip, with no BEGIN and COMMIT around it. (SQLite reads keep a
-        # deferred transaction: it costs no round trip and gives one snapshot.)
-        read_options = (
-            {"isolation_level": "AUTOCOMMIT"} if self.url.get_backend_name() == "postgresql" else {}
-        )
-        self._sessionmaker = sessionmaker(expire_on_commit=False, execution_options=read_options)
+        # A reading session takes no write lock (SQLite) and sends no BEGIN
+        # (PostgreSQL, see engines._configure_postgresql).
+        self._sessionmaker = sessionmaker(expire_on_commit=False)
         self._write_sessionmaker = sessionmaker(
             expire_on_commit=False, execution_options={WRITE_OPTION: True}
         )

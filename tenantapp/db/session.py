@@ -36,7 +36,9 @@ def open_request_session(request, factory):
         # Connect now, so an unreachable database is a 503 here, not a 500 later.
         session.connection()
     except (DBAPIError, PoolTimeoutError) as exc:
-        if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or not _is_unavailable(exc)):
+            # A pooled connection the server had dropped: the exception view
+            # has the request retried on a fresh one (or answers 503).
             raise
         log.warning("database %s unavailable: %s", factory.name, _first_line(exc))
         raise DatabaseUnavailable(
