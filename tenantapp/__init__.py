@@ -6,6 +6,7 @@ import warnings
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from pyramid.config import Configurator  # noqa: E402
+from pyramid.tweens import EXCVIEW  # noqa: E402
 
 from tenantapp.models.types import utcnow  # noqa: E402
 from tenantapp.request import TenantRequest  # noqa: E402
@@ -23,6 +24,9 @@ def make_app(settings):
     # an exception or an error status; no user lookup just to annotate it.
     settings.setdefault("tm.commit_veto", "pyramid_tm.default_commit_veto")
     settings.setdefault("tm.annotate_user", "false")
+    # Only requests that may write have a transaction to manage (GETs read
+    # without joining one, see tenantapp.db.session).
+    settings.setdefault("tm.activate_hook", "tenantapp.db.session.may_write")
     settings.setdefault("retry.attempts", "3")
     settings.setdefault("retry.activate_hook", "tenantapp.retry.attempts_for")
 
@@ -31,7 +35,11 @@ def make_app(settings):
         # The clock every request reads (tests turn it forward).
         config.registry.clock = utcnow
         config.include("pyramid_retry")  # retry serialization failures and lost races
-        config.include("pyramid_tm")  # one transaction per request
+        # One transaction per request: pyramid_tm's tween, with request.tm
+        # defined on TenantRequest (not added per request by pyramid_tm's
+        # includeme, which would make Pyramid build a Request subclass for
+        # every request).
+        config.add_tween("pyramid_tm.tm_tween_factory", over=EXCVIEW)
         config.include(".db")  # catalog + tenant DBFactory utilities, tenant directory
         config.include(".auth.passwords")  # argon2, parameters from the settings
         config.include(".auth.policy")  # identity = login session, permission = role

@@ -1,5 +1,6 @@
 """TenantRequest: the custom Request class, with the request's databases on it."""
 
+import transaction
 from pyramid.decorator import reify
 from pyramid.request import Request
 
@@ -16,6 +17,16 @@ class TenantRequest(Request):
     Every attribute is reified: computed on first use, once per request, and
     never shared with another request.
     """
+
+    @reify
+    def tm(self):
+        """This request's own transaction manager (pyramid_tm's tween drives it).
+
+        Explicit mode, as pyramid_tm's ``explicit_manager``: nothing begins
+        by accident, and nothing is shared with another request or thread
+        (the ``transaction`` package's default manager is thread-local).
+        """
+        return self.environ.get("tm.manager") or transaction.TransactionManager(explicit=True)
 
     @reify
     def now(self):

@@ -24,9 +24,14 @@ log = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def may_write(request):
+    """True for a request whose sessions join its transaction (pyramid_tm's hook)."""
+    return request.method not in SAFE_METHODS
+
+
 def open_request_session(request, factory):
     """A Session on ``factory``'s database for this request only."""
-    write = request.method not in SAFE_METHODS
+    write = may_write(request)
     session = factory.session(write=write)
     # Close even if connecting fails below: the callback runs on every outcome.
     request.add_finished_callback(lambda request: session.close())

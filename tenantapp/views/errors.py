@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
+from tenantapp.db.session import may_write
 from tenantapp.errors import (
     APIError,
     BadRequest,
@@ -89,12 +90,13 @@ def _is_unavailable(exc):
 
 
 def _died_before_commit(exc, request):
-    # pyramid_tm clears tm.active before it commits: a disconnect during
-    # COMMIT might have committed, and is not retried.
+    # A read has nothing to commit. For a write, pyramid_tm clears tm.active
+    # before it commits: a disconnect during COMMIT might have committed, and
+    # is not retried.
     return (
         isinstance(exc, DBAPIError)
         and exc.connection_invalidated
-        and bool(request.environ.get("tm.active"))
+        and (not may_write(request) or bool(request.environ.get("tm.active")))
     )
 
 
