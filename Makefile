@@ -25,12 +25,13 @@ demo-data: install
 run: demo-data
 	$(BIN)/pserve $(INI)
 
-# The tests start their own PostgreSQL cluster from the server binaries.
+# The tests start their own PostgreSQL clusters (and a PgBouncer) from the
+# Debian packages' binaries; installed here when missing (as root).
 postgres-binaries:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing PostgreSQL server binaries (apt-get install postgresql)"; \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! test -x /usr/sbin/pgbouncer; then \
+	  echo "installing PostgreSQL server binaries and PgBouncer (apt-get install postgresql pgbouncer)"; \
 	  apt-get update -q >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql pgbouncer >/dev/null; \
 	fi
 
 lint: install

@@ -11,7 +11,7 @@ import json
 import logging
 import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tenantapp import migrations
 from tenantapp.db.directory import is_valid_tenant_name
-from tenantapp.db.provisioning import create_database
+from tenantapp.db.provisioning import configure_database, create_database
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
 
@@ -44,8 +44,14 @@ class Admin:
 
     # --- catalog -------------------------------------------------------------
 
+    def _configure(self, url):
+        warning = configure_database(url, self.registry.tenantapp_settings.statement_timeout_ms)
+        if warning:
+            print(f"tenantapp-admin: warning: {warning}", file=self.err)
+
     def init(self):
         create_database(self.catalog.url)
+        self._configure(self.catalog.url)
         migrations.upgrade(self.catalog.engine, "catalog")
         self.say(f"catalog schema at {migrations.head_revision('catalog')}")
 
@@ -74,8 +80,10 @@ class Admin:
                 raise CommandError(f"tenant {name} already exists")
         db_url = self.directory.url_for(name, url)
         create_database(db_url)
+        self._configure(db_url)
         factory = self.directory.register(name, url)
         migrations.upgrade(factory.engine, "tenant")
+        factory.dispose()  # a script keeps no pool open per tenant
         with self.catalog.transaction() as session:
             session.add(
                 Tenant(name=name, display_name=display_name or name, status="active", db_url=url)
@@ -110,9 +118,7 @@ class Admin:
 
     def _schema_version(self, name, url):
         try:
-            factory = self.directory.register(name, url)
-            with factory.engine.connect() as connection:
-                return migrations.current_revision(connection)
+            return migrations.revision_at(self.directory.url_for(name, url))
         except SQLAlchemyError:
             return None
 
@@ -132,27 +138,46 @@ class Admin:
         head = migrations.head_revision("tenant")
         urls = {name: self.directory.url_for(name, known[name]) for name in names}
         failures = {}
-        # Worker processes, not threads: Alembic's migration context is global
-        # to a process. A failure is reported and the others go on.
-        workers = ProcessPoolExecutor(
-            max_workers=max(1, min(jobs, len(names) or 1)),
-            mp_context=multiprocessing.get_context("spawn"),
-        )
-        with workers:
-            futures = {
-                workers.submit(migrations.upgrade_url, urls[name], "tenant"): name for name in names
-            }
-            with tqdm(
-                total=len(names), desc="migrating", unit="tenant", file=self.err, disable=None
-            ) as progress:
-                for future in as_completed(futures):
-                    name = futures[future]
-                    error = future.exception()
-                    if error is not None:
-                        reason = str(error).strip().splitlines()
-                        failures[name] = reason[0] if reason else type(error).__name__
-                        progress.write(f"FAILED {name}: {failures[name]}", file=self.err)
-                    progress.update(1)
+        with tqdm(
+            total=len(names), desc="migrating", unit="tenant", file=self.err, disable=None
+        ) as progress:
+
+            def failed(name, error):
+                reason = str(error).strip().splitlines()
+                failures[name] = reason[0] if reason else type(error).__name__
+                progress.write(f"FAILED {name}: {failures[name]}", file=self.err)
+
+            # The cheap part first, in threads: which tenants are behind? Those
+            # at head are done (a second run resumes where the first stopped).
+            behind = []
+            with ThreadPoolExecutor(max_workers=max(jobs, 4)) as readers:
+                checks = {readers.submit(migrations.revision_at, urls[n]): n for n in names}
+                for future in as_completed(checks):
+                    name = checks[future]
+                    if future.exception() is not None:
+                        failed(name, future.exception())
+                        progress.update(1)
+                    elif future.result() == head:
+                        progress.update(1)
+                    else:
+                        behind.append(name)
+            # Then the migrations, N at a time in worker processes, not threads:
+            # Alembic's migration context is global to a process. A failure is
+            # reported and the others go on.
+            if behind:
+                workers = ProcessPoolExecutor(
+                    max_workers=min(jobs, len(behind)),
+                    mp_context=multiprocessing.get_context("spawn"),
+                )
+                with workers:
+                    futures = {
+                        workers.submit(migrations.upgrade_url, urls[name], "tenant"): name
+                        for name in sorted(behind)
+                    }
+                    for future in as_completed(futures):
+                        if future.exception() is not None:
+                            failed(futures[future], future.exception())
+                        progress.update(1)
         self.say(f"{len(names) - len(failures)} of {len(names)} tenant(s) at {head}")
         if failures:
             raise CommandError(f"{len(failures)} tenant(s) failed: {', '.join(sorted(failures))}")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 
 class ClusterError(RuntimeError):
@@ -172,3 +173,81 @@ if __name__ == "__main__":
     except ClusterError as exc:
         print(f"pg_cluster: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def find_pgbouncer():
+    path = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(path):
+        raise ClusterError(
+            "pgbouncer not found; install Debian's pgbouncer package "
+            "(make test does: apt-get install -y pgbouncer)"
+        )
+    return path
+
+
+class PgBouncer:
+    """PgBouncer in transaction pooling in front of one cluster, on loopback.
+
+    Trust authentication for the cluster's ``postgres`` role, every database
+    of the cluster behind it (``* = ...``). Runs as the ``postgres`` OS user
+    when started by root (PgBouncer refuses to run as root).
+    """
+
+    def __init__(self, cluster, pool_size=5):
+        self.binary = find_pgbouncer()
+        self.cluster = cluster
+        self.base = tempfile.mkdtemp(prefix="tenantapp-pgbouncer-")
+        self.port = free_port()
+        self.pool_size = pool_size
+        self.process = None
+
+    def start(self):
+        ini = os.path.join(self.base, "pgbouncer.ini")
+        users = os.path.join(self.base, "users.txt")
+        with open(users, "w") as f:
+            f.write('"postgres" ""\n')
+        with open(ini, "w") as f:
+            f.write(
+                "[databases]\n"
+                f"* = host=127.0.0.1 port={self.cluster.port}\n"
+                "[pgbouncer]\n"
+                "listen_addr = 127.0.0.1\n"
+                f"listen_port = {self.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = trust\n"
+                f"auth_file = {users}\n"
+                "pool_mode = transaction\n"
+                f"default_pool_size = {self.pool_size}\n"
+                "max_client_conn = 500\n"
+                f"logfile = {os.path.join(self.base, 'pgbouncer.log')}\n"
+            )
+        command = [self.binary, ini]
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            for path in (self.base, ini, users):
+                os.chown(path, user.pw_uid, user.pw_gid)
+            command = ["runuser", "-u", "postgres", "--", *command]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(100):
+            if self.process.poll() is not None:
+                raise ClusterError(f"pgbouncer exited: {self.process.stderr.read()[-2000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise ClusterError("pgbouncer did not start listening")
+
+    def url(self, dbname, user="postgres"):
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -54,12 +54,21 @@ def read_both(request):
     return json_response(request, {"projects": project_count})
 
 
+def sleep_in_tenant(request):
+    # PostgreSQL only: holds a tenant connection for a while (burst tests).
+    from sqlalchemy import text
+
+    request.tenant_db.execute(text("SELECT pg_sleep(:s)"), {"s": float(request.GET["seconds"])})
+    return json_response(request, {"slept": True})
+
+
 def includeme(config):
     for name, view, method in (
         ("raise_after_write", raise_after_write, "POST"),
         ("error_after_write", error_after_write, "POST"),
         ("commit_fails", commit_fails, "POST"),
         ("read_both", read_both, "GET"),
+        ("sleep", sleep_in_tenant, "GET"),
     ):
         config.add_route(f"test_{name}", f"/api/_test/{name}")
         config.add_view(

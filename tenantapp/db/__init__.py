@@ -18,7 +18,6 @@ def engine_options(settings, pool_size, budget):
         "pool_size": pool_size,
         "pool_timeout": settings.pool_timeout,
         "connect_timeout": settings.connect_timeout,
-        "statement_timeout_ms": settings.statement_timeout_ms,
         "ping_after": settings.pool_ping_after,
         "budget": budget,
     }

@@ -3,7 +3,10 @@
 PostgreSQL: psycopg2 whatever the URL says, a pre-ping of every connection
 that sat idle in the pool for ``ping_after`` seconds or more (a connection the
 server dropped overnight is replaced, not handed to a request), a bounded pool
-with a checkout timeout, a connect timeout and a statement timeout.
+with a checkout timeout and a connect timeout. No session state is set on a
+connection (no startup ``options``, no ``SET``): PgBouncer's transaction
+pooling would lose it. The statement timeout is a setting of the database
+itself, see :func:`tenantapp.db.provisioning.configure_database`.
 
 Why not ``pool_pre_ping=True``, which pings on *every* checkout: under load a
 connection is back in use within milliseconds, and the extra round trip per
@@ -62,7 +65,6 @@ def make_engine(
     pool_size,
     pool_timeout,
     connect_timeout,
-    statement_timeout_ms,
     ping_after=10,
     must_exist=False,
     budget=None,
@@ -92,10 +94,10 @@ def make_engine(
         engine = create_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
     elif backend == "postgresql":
-        connect_args = {"connect_timeout": connect_timeout, "application_name": "tenantapp"}
-        if statement_timeout_ms:
-            connect_args["options"] = f"-c statement_timeout={statement_timeout_ms}"
-        options["connect_args"] = connect_args
+        options["connect_args"] = {
+            "connect_timeout": connect_timeout,
+            "application_name": "tenantapp",
+        }
         engine = create_engine(url, **options)
         _configure_postgresql(engine)
         _ping_when_idle(engine, ping_after)

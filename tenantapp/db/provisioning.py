@@ -47,3 +47,29 @@ def create_database(url):
         finally:
             server.dispose()
     raise ValueError(f"unsupported database URL: {url.render_as_string()}")
+
+
+def configure_database(url, statement_timeout_ms):
+    """Database-level settings that must hold on every connection, even through
+    PgBouncer: the statement timeout and UTC. PostgreSQL only; needs the
+    database's owner (or a superuser). Returns a warning, or None when done.
+    """
+    url = normalize_url(url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    engine = create_engine(
+        url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10}
+    )
+    try:
+        with engine.connect() as connection:
+            quoted = connection.dialect.identifier_preparer.quote_identifier(url.database)
+            connection.exec_driver_sql(
+                f"ALTER DATABASE {quoted} SET statement_timeout = {int(statement_timeout_ms)}"
+            )
+            connection.exec_driver_sql(f"ALTER DATABASE {quoted} SET timezone = 'UTC'")
+    except Exception as exc:  # noqa: BLE001 - a missing privilege is a warning, not a failure
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"could not set the statement timeout of {url.database}: {first}"
+    finally:
+        engine.dispose()
+    return None

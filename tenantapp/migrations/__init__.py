@@ -51,6 +51,17 @@ def upgrade(engine, schema):
         command.upgrade(alembic_config(schema, connection), "head")
 
 
+def revision_at(url):
+    """The revision of the database at ``url`` (None: no schema yet); raises when
+    it cannot be reached. Safe in threads (it does not run Alembic's env)."""
+    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return current_revision(connection)
+    finally:
+        engine.dispose()
+
+
 def upgrade_url(url, schema="tenant"):
     """Upgrade the database at ``url`` with an engine of its own; returns its revision.
 
