@@ -62,6 +62,30 @@ def sleep_in_tenant(request):
     return json_response(request, {"slept": True})
 
 
+def serializable_increment(request):
+    # PostgreSQL only: a read-modify-write under SERIALIZABLE, so that
+    # concurrent calls fail with serialization errors (to be retried).
+    from sqlalchemy import text
+
+    db = request.tenant_db
+    db.execute(text("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"))
+    project_id = int(request.GET["project_id"])
+    count = int(
+        db.execute(
+            text("SELECT description FROM projects WHERE id = :id"), {"id": project_id}
+        ).scalar_one()
+        or 0
+    )
+    db.execute(
+        text("UPDATE projects SET description = :d WHERE id = :id"),
+        {"d": str(count + 1), "id": project_id},
+    )
+    import zope.sqlalchemy
+
+    zope.sqlalchemy.mark_changed(db)
+    return json_response(request, {"count": count + 1})
+
+
 def includeme(config):
     for name, view, method in (
         ("raise_after_write", raise_after_write, "POST"),
@@ -69,6 +93,7 @@ def includeme(config):
         ("commit_fails", commit_fails, "POST"),
         ("read_both", read_both, "GET"),
         ("sleep", sleep_in_tenant, "GET"),
+        ("serializable_increment", serializable_increment, "POST"),
     ):
         config.add_route(f"test_{name}", f"/api/_test/{name}")
         config.add_view(

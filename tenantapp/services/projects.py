@@ -19,9 +19,11 @@ def list_projects(db, *, after_id=0, limit=50):
     return fetch_page(db, Project.__table__, FIELDS, after_id=after_id, limit=limit)
 
 
-def get_project(db, project_id):
+def get_project(db, project_id, for_update=False):
     """The project with this id in this tenant; 404 otherwise."""
-    project = db.get(Project, project_id)
+    # for_update: a write locks the row first, so concurrent writers queue
+    # and each sees the version the one before it committed.
+    project = db.get(Project, project_id, with_for_update=for_update)
     if project is None:
         raise NotFound("no such project")
     return project

@@ -44,9 +44,11 @@ def list_tasks(db, *, after_id=0, limit=50, project_id=None, status=None, assign
     )
 
 
-def get_task(db, task_id):
+def get_task(db, task_id, for_update=False):
     """The task with this id in this tenant; 404 otherwise."""
-    task = db.get(Task, task_id)
+    # for_update: a write locks the row first, so concurrent writers queue
+    # and each sees the version the one before it committed.
+    task = db.get(Task, task_id, with_for_update=for_update)
     if task is None:
         raise NotFound("no such task")
     return task

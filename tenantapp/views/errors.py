@@ -74,10 +74,20 @@ def undecodable_url(exc, request):
 
 @exception_view_config(StaleDataError)
 def stale_data(exc, request):
-    # Another request changed or deleted the row between our read and write,
-    # and retrying did not help: the client's view of it is out of date.
+    # The row changed between our read and our write, even after the retries.
+    # (Writes lock the row they read, so this is rare.) With If-Match the
+    # client's copy is out of date: 412. Without, the write may be tried again.
+    if "If-Match" in request.headers:
+        return error_response(
+            request,
+            PreconditionFailed("the object was changed by someone else; read it again"),
+        )
     return error_response(
-        request, PreconditionFailed("the object was changed by someone else; read it again")
+        request,
+        ServiceUnavailable(
+            "the object is being changed by others; try again",
+            retry_after=request.registry.tenantapp_settings.retry_after,
+        ),
     )
 
 

@@ -52,7 +52,7 @@ def get_project(request):
 
 def _update(request, model, partial):
     db = request.tenant_db
-    project = projects.get_project(db, object_id(request))
+    project = projects.get_project(db, object_id(request), for_update=True)
     check_if_match(request, project.version)
     body = validate_body(model, request.json_payload)
     changes = sent_fields(body) if partial else body.model_dump()
@@ -77,7 +77,7 @@ def patch_project(request):
 @view_config(route_name="project", request_method="DELETE", api=Endpoint(permission="write"))
 def delete_project(request):
     db = request.tenant_db
-    project = projects.get_project(db, object_id(request))
+    project = projects.get_project(db, object_id(request), for_update=True)
     check_if_match(request, project.version)
     projects.delete_project(db, project)
     return json_response(request, None, status=204)

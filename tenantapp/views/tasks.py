@@ -46,7 +46,7 @@ def get_task(request):
 
 def _update(request, model, partial):
     db = request.tenant_db
-    task = tasks.get_task(db, object_id(request))
+    task = tasks.get_task(db, object_id(request), for_update=True)
     check_if_match(request, task.version)
     body = validate_body(model, request.json_payload)
     changes = sent_fields(body) if partial else body.model_dump()
@@ -67,7 +67,7 @@ def patch_task(request):
 @view_config(route_name="task", request_method="DELETE", api=Endpoint(permission="write"))
 def delete_task(request):
     db = request.tenant_db
-    task = tasks.get_task(db, object_id(request))
+    task = tasks.get_task(db, object_id(request), for_update=True)
     check_if_match(request, task.version)
     tasks.delete_task(db, task)
     return json_response(request, None, status=204)
