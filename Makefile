@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INI ?= development.ini
 
-.PHONY: run test install lint format demo-data postgres-binaries bench clean
+.PHONY: run test install lint format demo-data postgres-binaries browser bench clean
 
 $(INSTALLED): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,15 +34,24 @@ postgres-binaries:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql pgbouncer >/dev/null; \
 	fi
 
+# The browser tests drive Debian's Chromium (headless) through Playwright,
+# which downloads no browser of its own; installed here when missing (as root).
+browser:
+	@if ! test -x /usr/bin/chromium; then \
+	  echo "installing Chromium (apt-get install chromium)"; \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	fi
+
 lint: install
-	$(BIN)/ruff check tenantapp tests
-	$(BIN)/ruff format --check tenantapp tests
+	$(BIN)/ruff check tenantapp tests bench
+	$(BIN)/ruff format --check tenantapp tests bench
 
 format: install
-	$(BIN)/ruff format tenantapp tests
-	$(BIN)/ruff check --fix tenantapp tests
+	$(BIN)/ruff format tenantapp tests bench
+	$(BIN)/ruff check --fix tenantapp tests bench
 
-test: install postgres-binaries lint
+test: install postgres-binaries browser lint
 	@echo "=== tests on SQLite ==="
 	$(BIN)/python -m pytest --backend sqlite
 	@echo "=== tests on PostgreSQL ==="
@@ -53,6 +62,10 @@ test: install postgres-binaries lint
 # `COMPARE=1 make bench` also runs ../shared/bench/compare.sh (~75 s more).
 bench: install postgres-binaries
 	COMPARE=$(COMPARE) $(BIN)/python bench/run_bench.py
+
+# 500 tenant databases, each used once: connections held, memory, cold-tenant latency.
+bench-tenants: install postgres-binaries
+	$(BIN)/python bench/many_tenants.py --tenants $(or $(TENANTS),500)
 
 clean:
 	rm -rf var $(VENV) *.egg-info .pytest_cache .ruff_cache test-artifacts
