@@ -9,6 +9,8 @@ invalid JSON or query, 403 tenant (``tenant_required``, ``tenant_suspended``,
 405) are the router's, before all of this.
 """
 
+import json
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -97,13 +99,45 @@ def _check_json_media_type(request):
         raise UnsupportedMediaType()
 
 
+# The tokens that matter for finding object keys: brackets, commas, strings.
+_JSON_TOKENS = re.compile(r'[{}\[\],]|"(?:[^"\\]|\\.)*"')
+
+
+def has_duplicate_keys(text):
+    """True when an object in ``text`` (already known to be valid JSON)
+    repeats a key. Iterative, so any nesting depth orjson accepts is fine."""
+    stack = []  # one entry per open container: a set of keys, or None for an array
+    expect_key = False
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token == "{":
+            stack.append(set())
+            expect_key = True
+        elif token == "[":
+            stack.append(None)
+            expect_key = False
+        elif token in "}]":
+            stack.pop()
+            expect_key = False
+        elif token == ",":
+            expect_key = stack[-1] is not None
+        elif expect_key:
+            key = json.loads(token)  # "\u0061" and "a" are the same key
+            if key in stack[-1]:
+                return True
+            stack[-1].add(key)
+            expect_key = False
+    return False
+
+
 def parse_json_object(raw):
     """The JSON object in ``raw`` bytes; 400 ``invalid_json`` otherwise.
 
     orjson refuses NaN and Infinity, invalid UTF-8, lone surrogates, numbers
     out of the double range (1e400) and nesting deeper than 1024: none of that
     is JSON here. (An integer beyond 64 bits is read as a float, which the
-    schema then refuses with 422.)
+    schema then refuses with 422.) A repeated key is refused too: a proxy
+    that keeps the first value must not see another body than the one stored.
     """
     try:
         value = orjson.loads(raw)
@@ -111,6 +145,9 @@ def parse_json_object(raw):
         raise InvalidJSON("the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidJSON("the body must be a JSON object")
+    # orjson keeps the last of repeated keys and cannot be told otherwise.
+    if has_duplicate_keys(raw.decode("utf-8")):
+        raise InvalidJSON("the body repeats a key")
     return value
 
 
