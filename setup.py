@@ -9,6 +9,7 @@ requires = [
     "psycopg2-binary>=2.9",
     "pydantic>=2.6,<3",
     "pyramid>=2.0,<3",
+    "pyramid_jinja2>=2.10",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "tqdm>=4.66",
@@ -21,6 +22,7 @@ requires = [
 tests_require = [
     "WebTest>=3.0",
     "pytest>=8",
+    "playwright>=1.40",
     "ruff",
 ]
 

@@ -277,14 +277,20 @@ def pytest_configure(config):
         "postgresql_only: needs a PostgreSQL server (terminating backends, restarts); "
         "collected in the PostgreSQL run, deselected in the SQLite run",
     )
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: runs once per make test (a real browser against pserve on the SQLite "
+        "databases); collected in the SQLite run, deselected in the PostgreSQL run",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--backend") == "postgresql":
-        return
-    # Not skipped: these tests belong to the PostgreSQL run, which make test
-    # always runs; the SQLite run leaves them out and says how many.
-    deselected = [item for item in items if item.get_closest_marker("postgresql_only")]
+    # Not skipped: each of these tests belongs to the other run, which make
+    # test always runs too; this run leaves them out and says how many.
+    other_run = (
+        "sqlite_only" if config.getoption("--backend") == "postgresql" else "postgresql_only"
+    )
+    deselected = [item for item in items if item.get_closest_marker(other_run)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("postgresql_only")]
+        items[:] = [item for item in items if not item.get_closest_marker(other_run)]

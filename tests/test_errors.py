@@ -76,7 +76,7 @@ def too_large_body():
         ("GET", "/api/nope"),
         ("GET", "/nope"),
         ("POST", "/api/nope"),
-        ("DELETE", "/"),
+        ("DELETE", "/nope"),
         ("GET", "/api/projects/abc"),
         ("GET", "/api/projects/1/nope"),
         ("PATCH", "/api/tasks/x"),

@@ -1,5 +1,7 @@
 """Tasks of one tenant (the Session is that tenant's database)."""
 
+from sqlalchemy import func, select
+
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project, Task
 from tenantapp.services.pages import fetch_page, like_pattern
@@ -93,3 +95,19 @@ def update_task(db, task, changes, now):
 def delete_task(db, task):
     db.delete(task)
     db.flush()
+
+
+def count_tasks_by_project(db, project_ids):
+    """``{project_id: number of tasks}`` for ``project_ids`` (0 for a project without
+    tasks), in one grouped query; for the pages, which list projects with their
+    task counts."""
+    project_ids = list(project_ids)
+    counts = dict.fromkeys(project_ids, 0)
+    if project_ids:
+        rows = db.execute(
+            select(Task.project_id, func.count())
+            .where(Task.project_id.in_(project_ids))
+            .group_by(Task.project_id)
+        )
+        counts.update({project_id: count for project_id, count in rows})
+    return counts

@@ -1,0 +1,675 @@
+"""Server-rendered pages: what the JSON API offers, in a browser, without JavaScript.
+
+The pages live outside ``/api`` and call the same services as the JSON views
+(:mod:`tenantapp.services`). The API's contract deriver does not apply to them;
+the ``page=Page(...)`` view option gives each page view its own checks, in the
+API's order: a body within the size limit (413), a login (otherwise a redirect
+to the login page), the CSRF token of every POST form (403), a usable chosen
+tenant (otherwise a redirect to the tenant chooser, which says why), and the
+role for writes (403, however the form was made).
+
+Status codes: a form that comes back to the person with something to act on
+(a wrong password, a throttled login, an invalid field, a stale edit) is a 200
+page with the message in place, and the request's transaction is doomed, so
+nothing of it is written; a browser reports every 4xx document as an error,
+and these are ordinary turns of the conversation. What the pages themselves
+never send (a missing or wrong CSRF token, a viewer's write, an unknown id)
+gets its 4xx status.
+"""
+
+import math
+import re
+import secrets
+from dataclasses import dataclass
+
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.renderers import render_to_response
+from pyramid.view import view_config
+
+from tenantapp.auth import tokens
+from tenantapp.auth.sessions import choose_tenant, end_login_session, memberships
+from tenantapp.errors import (
+    APIError,
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    TenantRequired,
+    TenantSuspended,
+    TooManyRequests,
+    Unauthenticated,
+    ValidationFailed,
+)
+from tenantapp.interfaces import IDBFactory
+from tenantapp.schemas import (
+    LoginBody,
+    ProjectCreate,
+    ProjectReplace,
+    TaskCreate,
+    TaskPatch,
+    TaskReplace,
+    parse_page,
+    parse_task_filters,
+    validate_body,
+)
+from tenantapp.services import login as login_service
+from tenantapp.services import projects, tasks
+from tenantapp.views.contract import MAX_BODY_BYTES, object_id
+
+STATUS_LABELS = {"open": "Open", "in_progress": "In progress", "done": "Done"}
+TASKS_PER_PAGE = "20"
+PROJECT_FIELDS = ("name", "description")
+TASK_FIELDS = ("title", "status", "assignee", "due_date")
+
+# The login form's CSRF protection, before there is a session to derive a
+# token from: a random nonce in a cookie of its own, and in the form the
+# CSRF token of that nonce (double submit, signed with the app's secret).
+LOGIN_FORM_COOKIE = "login_form"
+_LOGIN_NONCE = re.compile(r"[A-Za-z0-9_-]{22,64}")
+
+# A path on this site, for "come back here" fields (no open redirect).
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_\-.~%?=&+]*")
+
+STALE_MESSAGE = (
+    "Someone else changed it first. These are the current values; your changes "
+    "were not saved. Make them again if they still apply."
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a page view needs before it runs (the pages' counterpart of
+    :class:`~tenantapp.views.contract.Endpoint`).
+
+    - ``login``: a live login session; a visitor without one is sent to the
+      login page. Every POST then carries the form field ``csrf_token``.
+    - ``tenant``: a usable chosen tenant; otherwise to the tenant chooser.
+    - ``write``: the ``write`` permission (editor or admin) in that tenant.
+    """
+
+    login: bool = True
+    tenant: bool = True
+    write: bool = False
+
+
+def page_checks(view, info):
+    """The view deriver behind the ``page`` view option."""
+    page = info.options.get("page")
+    if page is None:
+        return view
+
+    def checked_view(context, request):
+        response = _refusal(page, request)
+        if response is None:
+            try:
+                response = view(context, request)
+            except APIError as error:
+                # The project's own errors (404 for an object, a malformed
+                # filter, a database that does not answer...) as a page.
+                response = _error_page(request, error.status, error.message, error.headers)
+        # One person's data: no cache keeps it, and Back after a logout
+        # asks the server again (which sends the visitor to the login page).
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return checked_view
+
+
+page_checks.options = ("page",)
+
+
+def _refusal(page, request):
+    """The answer when ``page``'s needs are not met, else None."""
+    try:
+        declared_length = int(request.environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared_length = 0
+    if declared_length > MAX_BODY_BYTES:
+        # Refused before the form is parsed.
+        return _error_page(request, 413, PayloadTooLarge.message)
+    if not page.login:
+        return None
+    if request.login is None:
+        return HTTPSeeOther(request.route_url("page_login"))
+    if request.method == "POST" and not tokens.csrf_matches(
+        request.registry.tenantapp_settings.secret,
+        request.login.token_hash,
+        request.POST.get("csrf_token", ""),
+    ):
+        return _error_page(
+            request,
+            403,
+            "this form has expired or did not come from this site; "
+            "go back, reload the page and try again",
+        )
+    if page.tenant:
+        try:
+            request.tenant  # noqa: B018 (raises when no usable tenant)
+        except (TenantRequired, Forbidden, TenantSuspended):
+            # None chosen, the membership is gone, or the tenant is suspended:
+            # the chooser says which.
+            return HTTPSeeOther(request.route_url("page_tenants"))
+    if page.write and not request.has_permission("write"):
+        return _error_page(request, 403, "your role in this tenant does not allow changes")
+    return None
+
+
+def sentence(text):
+    """A message as a sentence: the API's lower-case messages start upper-case
+    and end with a full stop (the templates' ``sentence`` filter)."""
+    text = str(text).strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _render(request, template, status=200, **values):
+    values.setdefault("statuses", STATUS_LABELS)
+    response = render_to_response(template, values, request=request)
+    response.status = status
+    return response
+
+
+def _error_page(request, status, message, headers=None):
+    response = _render(request, "error.jinja2", status=status, message=message)
+    response.headers.update(headers or {})
+    return response
+
+
+def _form_again(request, template, **values):
+    """A form back to the person with its messages: 200, and nothing this
+    request did is written (a POST always has a transaction to doom)."""
+    request.tm.doom()
+    return _render(request, template, **values)
+
+
+def _redirect(request, route_name, **kw):
+    return HTTPSeeOther(request.route_url(route_name, **kw))
+
+
+def _can_write(request):
+    return bool(request.has_permission("write"))
+
+
+def _form(request, names):
+    return {name: request.POST.get(name, "") for name in names}
+
+
+def _params(request):
+    """The query string's fields; 400 when it is not UTF-8."""
+    try:
+        return request.GET
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8") from None
+
+
+def _query(parse, params):
+    """``params`` parsed by ``parse`` (a schema's query parser), empty fields
+    left out (an empty filter field means no filter); 400 for a malformed one."""
+    return parse({name: value for name, value in params.items() if value})
+
+
+def _stale(request, stored):
+    """True when the form was filled in from another version than the stored one
+    (the pages' If-Match: every edit and delete form carries ``version``)."""
+    raw = request.POST.get("version", "")
+    if not re.fullmatch(r"[1-9]\d{0,9}", raw):
+        raise BadRequest("the form carries no valid version")
+    return int(raw) != stored.version
+
+
+def _local_path(value, default):
+    """``value`` if it is a path on this site, else ``default``."""
+    return value if _LOCAL_PATH.fullmatch(value or "") else default
+
+
+# --- home, login, logout, tenant choice ------------------------------------------
+
+
+@view_config(route_name="page_home", request_method="GET", page=Page(login=False, tenant=False))
+def home(request):
+    login = request.login
+    if login is None:
+        return _redirect(request, "page_login")
+    if login.tenant is not None and login.tenant.status == "active":
+        return _redirect(request, "page_projects")
+    return _redirect(request, "page_tenants")
+
+
+def _login_form_key(nonce):
+    return f"login-form:{nonce}"
+
+
+def _login_page(request, status=200, username="", message=None, errors=None):
+    nonce = request.cookies.get(LOGIN_FORM_COOKIE, "")
+    if not _LOGIN_NONCE.fullmatch(nonce):
+        nonce = secrets.token_urlsafe(24)
+    settings = request.registry.tenantapp_settings
+    response = _render(
+        request,
+        "login.jinja2",
+        status=status,
+        username=username,
+        message=message,
+        errors=errors or {},
+        form_token=tokens.csrf_token(settings.secret, _login_form_key(nonce)),
+    )
+    response.set_cookie(
+        LOGIN_FORM_COOKIE,
+        nonce,
+        path=request.route_path("page_login"),
+        httponly=True,
+        samesite="Strict",
+        secure=settings.cookie_secure,
+    )
+    return response
+
+
+@view_config(route_name="page_login", request_method="GET", page=Page(login=False, tenant=False))
+def login_form(request):
+    if request.login is not None:
+        return _redirect(request, "page_home")
+    return _login_page(request)
+
+
+@view_config(route_name="page_login", request_method="POST", page=Page(login=False, tenant=False))
+def login_submit(request):
+    """The JSON login's logic (:mod:`tenantapp.services.login`) behind a form."""
+    settings = request.registry.tenantapp_settings
+    nonce = request.cookies.get(LOGIN_FORM_COOKIE, "")
+    username = request.POST.get("username", "")
+    if not _LOGIN_NONCE.fullmatch(nonce) or not tokens.csrf_matches(
+        settings.secret, _login_form_key(nonce), request.POST.get("csrf_token", "")
+    ):
+        return _login_page(
+            request,
+            status=403,
+            username=username,
+            message="The login form had expired. Please log in again.",
+        )
+    try:
+        body = validate_body(
+            LoginBody, {"username": username, "password": request.POST.get("password", "")}
+        )
+        user_id = login_service.check_credentials(
+            request.registry.getUtility(IDBFactory, "catalog"),
+            request.registry.passwords,
+            body.username,
+            body.password,
+            request.now,
+            settings,
+        )
+    except ValidationFailed as error:
+        request.tm.doom()
+        return _login_page(request, username=username, errors=error.fields)
+    except TooManyRequests as error:
+        request.tm.doom()
+        minutes = math.ceil(int(error.headers["Retry-After"]) / 60)
+        return _login_page(
+            request,
+            username=username,
+            message="Too many failed logins for this username. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        )
+    except Unauthenticated:
+        request.tm.doom()
+        return _login_page(request, username=username, message="Wrong username or password.")
+
+    db = request.catalog_db
+    tenants = memberships(db, user_id)
+    # As the JSON login: a user with exactly one tenant has it chosen.
+    chosen = tenants[0] if len(tenants) == 1 else None
+    previous = request.login.token_hash if request.login is not None else None
+    token = login_service.open_login_session(
+        db, user_id, body.username, chosen.id if chosen else None, request.now, settings, previous
+    )
+    chosen_usable = chosen is not None and chosen.status == "active"
+    response = _redirect(request, "page_projects" if chosen_usable else "page_tenants")
+    login_service.set_session_cookie(response, settings, token)
+    response.delete_cookie(LOGIN_FORM_COOKIE, path=request.route_path("page_login"))
+    return response
+
+
+@view_config(route_name="page_logout", request_method="POST", page=Page(tenant=False))
+def logout(request):
+    end_login_session(request.catalog_db, request.login.token_hash)
+    response = _redirect(request, "page_login")
+    login_service.delete_session_cookie(response, request.registry.tenantapp_settings)
+    return response
+
+
+@view_config(route_name="page_tenants", request_method="GET", page=Page(tenant=False))
+def tenant_chooser(request):
+    login = request.login
+    notice = None
+    if login.chosen_tenant_id is not None and login.tenant is None:
+        notice = "You are no longer a member of the tenant you had chosen. Choose another one."
+    elif login.tenant is not None and login.tenant.status != "active":
+        notice = f"{login.tenant.display_name} is suspended. Choose another tenant."
+    return _render(
+        request,
+        "tenants.jinja2",
+        tenants=memberships(request.catalog_db, login.user_id),
+        notice=notice,
+    )
+
+
+@view_config(route_name="page_tenants", request_method="POST", page=Page(tenant=False))
+def tenant_choose(request):
+    login = request.login
+    # Not a member, no such tenant, suspended: the API's 403s, as a page.
+    access = login_service.find_access(
+        request.catalog_db, login.user_id, request.POST.get("tenant", "")
+    )
+    choose_tenant(request.catalog_db, login.token_hash, access.id)
+    return _redirect(request, "page_projects")
+
+
+# --- projects --------------------------------------------------------------------
+
+
+@view_config(route_name="page_projects", request_method="GET", page=Page())
+def project_list(request):
+    db = request.tenant_db
+    params = _params(request)
+    page = projects.list_projects(db, **_query(parse_page, params))
+    next_url = None
+    if page["next"] is not None:
+        next_url = request.route_path("page_projects", _query={"after": page["next"]})
+    return _render(
+        request,
+        "projects.jinja2",
+        projects=page["items"],
+        counts=tasks.count_tasks_by_project(db, [p["id"] for p in page["items"]]),
+        next_url=next_url,
+        first_url=request.route_path("page_projects") if params.get("after") else None,
+        can_write=_can_write(request),
+        form=dict.fromkeys(PROJECT_FIELDS, ""),
+        errors={},
+    )
+
+
+@view_config(route_name="page_projects", request_method="POST", page=Page(write=True))
+def project_create(request):
+    form = _form(request, PROJECT_FIELDS)
+    try:
+        body = validate_body(ProjectCreate, form)
+        project = projects.create_project(
+            request.tenant_db, name=body.name, description=body.description, now=request.now
+        )
+    except ValidationFailed as error:
+        return _form_again(
+            request, "project_form.jinja2", project=None, form=form, errors=error.fields
+        )
+    return _redirect(request, "page_project", id=project.id)
+
+
+@view_config(route_name="page_project_edit", request_method="GET", page=Page(write=True))
+def project_edit_form(request):
+    project = projects.get_project(request.tenant_db, object_id(request))
+    return _render(
+        request,
+        "project_form.jinja2",
+        project=project,
+        form={"name": project.name, "description": project.description},
+        version=project.version,
+        errors={},
+    )
+
+
+@view_config(route_name="page_project_edit", request_method="POST", page=Page(write=True))
+def project_edit(request):
+    db = request.tenant_db
+    # Writes lock the row they read, as the JSON views do.
+    project = projects.get_project(db, object_id(request), for_update=True)
+    if _stale(request, project):
+        return _form_again(
+            request,
+            "project_form.jinja2",
+            project=project,
+            form={"name": project.name, "description": project.description},
+            version=project.version,
+            errors={},
+            stale=STALE_MESSAGE,
+        )
+    # What the page shows about the project if the change is refused.
+    shown = {"id": project.id, "name": project.name}
+    form = _form(request, PROJECT_FIELDS)
+    try:
+        body = validate_body(ProjectReplace, form)
+        projects.update_project(db, project, body.model_dump(), request.now)
+    except ValidationFailed as error:
+        return _form_again(
+            request,
+            "project_form.jinja2",
+            project=shown,
+            form=form,
+            version=request.POST["version"],
+            errors=error.fields,
+        )
+    return _redirect(request, "page_projects")
+
+
+def _delete_project_page(request, project, stale=None):
+    count = tasks.count_tasks_by_project(request.tenant_db, [project.id])[project.id]
+    values = {"project": project, "task_count": count, "stale": stale}
+    if stale:
+        return _form_again(request, "project_delete.jinja2", **values)
+    return _render(request, "project_delete.jinja2", **values)
+
+
+@view_config(route_name="page_project_delete", request_method="GET", page=Page(write=True))
+def project_delete_confirm(request):
+    return _delete_project_page(
+        request, projects.get_project(request.tenant_db, object_id(request))
+    )
+
+
+@view_config(route_name="page_project_delete", request_method="POST", page=Page(write=True))
+def project_delete(request):
+    db = request.tenant_db
+    # Writes lock the row they read, as the JSON views do.
+    project = projects.get_project(db, object_id(request), for_update=True)
+    if _stale(request, project):
+        return _delete_project_page(request, project, stale=STALE_MESSAGE)
+    projects.delete_project(db, project)
+    return _redirect(request, "page_projects")
+
+
+# --- one project's tasks ---------------------------------------------------------
+
+
+def _task_body(form, project_id):
+    """A form's task fields as the API's body: empty assignee and date are null."""
+    return {
+        "project_id": project_id,
+        "title": form["title"],
+        "status": form["status"] or "open",
+        "assignee": form["assignee"].strip() or None,
+        "due_date": form["due_date"] or None,
+    }
+
+
+def _task_values(task):
+    return {
+        "title": task.title,
+        "status": task.status,
+        "assignee": task.assignee or "",
+        "due_date": task.due_date.isoformat() if task.due_date else "",
+    }
+
+
+@view_config(route_name="page_project", request_method="GET", page=Page())
+def project_page(request):
+    db = request.tenant_db
+    project = projects.get_project(db, object_id(request))
+    given = _params(request)
+    params = {name: given.get(name, "") for name in ("status", "assignee", "q", "limit")}
+    query = _query(
+        parse_task_filters,
+        {**params, "limit": params["limit"] or TASKS_PER_PAGE, "after": given.get("after")},
+    )
+    page = tasks.list_tasks(db, **dict(query, project_id=project.id))
+    kept = {name: value for name, value in params.items() if value}
+    next_url = first_url = None
+    if page["next"] is not None:
+        next_url = request.route_path(
+            "page_project", id=project.id, _query={**kept, "after": page["next"]}
+        )
+    if query["after_id"]:
+        first_url = request.route_path("page_project", id=project.id, _query=kept)
+    return _render(
+        request,
+        "project.jinja2",
+        project=project,
+        task_count=tasks.count_tasks_by_project(db, [project.id])[project.id],
+        tasks=page["items"],
+        filters=params,
+        filtered=any(params[name] for name in ("status", "assignee", "q")),
+        next_url=next_url,
+        first_url=first_url,
+        here=request.path_qs,
+        can_write=_can_write(request),
+        form={"title": "", "status": "open", "assignee": "", "due_date": ""},
+        errors={},
+    )
+
+
+@view_config(route_name="page_project_tasks", request_method="POST", page=Page(write=True))
+def task_create(request):
+    db = request.tenant_db
+    project = projects.get_project(db, object_id(request))
+    form = _form(request, TASK_FIELDS)
+    try:
+        body = validate_body(TaskCreate, _task_body(form, project.id))
+        tasks.create_task(db, now=request.now, **body.model_dump())
+    except ValidationFailed as error:
+        return _form_again(
+            request, "task_form.jinja2", project=project, task=None, form=form, errors=error.fields
+        )
+    return _redirect(request, "page_project", id=project.id)
+
+
+def _task_and_project(request, for_update=False):
+    db = request.tenant_db
+    task = tasks.get_task(db, object_id(request), for_update=for_update)
+    return task, projects.get_project(db, task.project_id)
+
+
+def _stale_task_page(request, task, project):
+    return _form_again(
+        request,
+        "task_form.jinja2",
+        project=project,
+        task=task,
+        form=_task_values(task),
+        version=task.version,
+        errors={},
+        stale=STALE_MESSAGE,
+    )
+
+
+@view_config(route_name="page_task_edit", request_method="GET", page=Page(write=True))
+def task_edit_form(request):
+    task, project = _task_and_project(request)
+    return _render(
+        request,
+        "task_form.jinja2",
+        project=project,
+        task=task,
+        form=_task_values(task),
+        version=task.version,
+        errors={},
+    )
+
+
+@view_config(route_name="page_task_edit", request_method="POST", page=Page(write=True))
+def task_edit(request):
+    task, project = _task_and_project(request, for_update=True)
+    if _stale(request, task):
+        return _stale_task_page(request, task, project)
+    form = _form(request, TASK_FIELDS)
+    try:
+        body = validate_body(TaskReplace, _task_body(form, project.id))
+        tasks.update_task(request.tenant_db, task, body.model_dump(), request.now)
+    except ValidationFailed as error:
+        return _form_again(
+            request,
+            "task_form.jinja2",
+            project=project,
+            task=task,
+            form=form,
+            version=request.POST["version"],
+            errors=error.fields,
+        )
+    return _redirect(request, "page_project", id=project.id)
+
+
+@view_config(route_name="page_task_status", request_method="POST", page=Page(write=True))
+def task_status(request):
+    task, project = _task_and_project(request, for_update=True)
+    if _stale(request, task):
+        return _stale_task_page(request, task, project)
+    try:
+        body = validate_body(TaskPatch, {"status": request.POST.get("status", "")})
+    except ValidationFailed as error:
+        return _form_again(
+            request,
+            "task_form.jinja2",
+            project=project,
+            task=task,
+            form=_task_values(task),
+            version=task.version,
+            errors=error.fields,
+        )
+    tasks.update_task(request.tenant_db, task, {"status": body.status}, request.now)
+    back = request.route_path("page_project", id=project.id)
+    return HTTPSeeOther(_local_path(request.POST.get("next", ""), back))
+
+
+def _delete_task_page(request, task, project, stale=None):
+    values = {"task": task, "project": project, "stale": stale}
+    if stale:
+        return _form_again(request, "task_delete.jinja2", **values)
+    return _render(request, "task_delete.jinja2", **values)
+
+
+@view_config(route_name="page_task_delete", request_method="GET", page=Page(write=True))
+def task_delete_confirm(request):
+    return _delete_task_page(request, *_task_and_project(request))
+
+
+@view_config(route_name="page_task_delete", request_method="POST", page=Page(write=True))
+def task_delete(request):
+    task, project = _task_and_project(request, for_update=True)
+    if _stale(request, task):
+        return _delete_task_page(request, task, project, stale=STALE_MESSAGE)
+    tasks.delete_task(request.tenant_db, task)
+    return _redirect(request, "page_project", id=project.id)
+
+
+def includeme(config):
+    settings = config.registry.settings
+    settings.setdefault("jinja2.directories", "tenantapp:templates")
+    # A name the template does not know is an error, not an empty string.
+    settings.setdefault("jinja2.undefined", "strict")
+    settings.setdefault("jinja2.filters", "sentence = tenantapp.views.pages.sentence")
+    settings.setdefault("jinja2.trim_blocks", "true")
+    settings.setdefault("jinja2.lstrip_blocks", "true")
+    config.include("pyramid_jinja2")
+    config.add_view_deriver(page_checks)
+    # Every asset is the app's own (no CDN).
+    config.add_static_view("static", "tenantapp:static", cache_max_age=3600)
+
+    config.add_route("page_home", "/")
+    config.add_route("page_login", "/login")
+    config.add_route("page_logout", "/logout")
+    config.add_route("page_tenants", "/tenants")
+    config.add_route("page_projects", "/projects")
+    config.add_route("page_project", r"/projects/{id:\d+}")
+    config.add_route("page_project_edit", r"/projects/{id:\d+}/edit")
+    config.add_route("page_project_delete", r"/projects/{id:\d+}/delete")
+    config.add_route("page_project_tasks", r"/projects/{id:\d+}/tasks")
+    config.add_route("page_task_edit", r"/tasks/{id:\d+}/edit")
+    config.add_route("page_task_status", r"/tasks/{id:\d+}/status")
+    config.add_route("page_task_delete", r"/tasks/{id:\d+}/delete")
