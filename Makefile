@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 INI ?= development.ini
 
-.PHONY: run test install lint format demo-data postgres-binaries browser bench clean
+.PHONY: run test install lint format demo-data postgres-binaries browser bench bench-tenants clean
 
 $(INSTALLED): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
