@@ -59,7 +59,8 @@ test: install postgres-binaries browser lint
 
 # The benchmark of issue 5 (not part of `make test`): a throwaway PostgreSQL
 # cluster, production.ini settings served by waitress, wrk on loopback.
-# `COMPARE=1 make bench` also runs ../shared/bench/compare.sh (~75 s more).
+# `COMPARE=1 make bench` also runs ../shared/bench/compare.sh (~75 s more;
+# COMPARE=3 runs it three times).
 bench: install postgres-binaries
 	COMPARE=$(COMPARE) $(BIN)/python bench/run_bench.py
 

@@ -12,6 +12,7 @@ requires = [
     "pyramid_jinja2>=2.10",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
+    "swagger-ui-py>=25.7",  # Swagger UI 5 assets for /api/docs (OpenAPI 3.1)
     "tqdm>=4.66",
     "transaction>=4.0",
     "waitress>=3.0",
@@ -21,9 +22,15 @@ requires = [
 
 tests_require = [
     "WebTest>=3.0",
+    "openapi-spec-validator>=0.7",
     "pytest>=8",
     "playwright>=1.40",
     "ruff",
+    "schemathesis>=4.32",
+    # imported by tests/test_openapi.py (also pulled in by the two above)
+    "hypothesis",
+    "jsonschema",
+    "referencing",
 ]
 
 setup(

@@ -660,7 +660,7 @@ class Bench:
             f"{int(fields['VmHWM']) / 1024:.1f} / {int(fields['VmRSS']) / 1024:.1f} MiB",
         )
 
-    def run_compare(self):
+    def run_compare(self, run=1, runs=1):
         script = SHARED_BENCH / "compare.sh"
         if not script.is_file():
             self.notes.append(f"floor comparison skipped: {script} does not exist")
@@ -700,7 +700,8 @@ class Bench:
             with self.children_lock:
                 self.children.discard(process)
         ratio = next((ln for ln in reversed(lines) if ln.startswith("app/floor")), None)
-        self.record("floor comparison", "compare.sh", ratio or "(no ratio line)")
+        label = "compare.sh" if runs == 1 else f"compare.sh, run {run} of {runs}"
+        self.record("floor comparison", label, ratio or "(no ratio line)")
         if process.returncode != 0:
             self.problems.append(f"compare.sh exited with status {process.returncode}")
 
@@ -845,12 +846,16 @@ class Bench:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    compare_env = os.environ.get("COMPARE", "").strip().lower()
     parser.add_argument(
         "--compare",
-        action="store_true",
-        default=os.environ.get("COMPARE", "") not in ("", "0", "no", "false"),
-        help="also run ../shared/bench/compare.sh (the floor comparison, ~75 s); "
-        "default from the COMPARE environment variable",
+        type=int,
+        nargs="?",
+        const=1,
+        default=int(compare_env) if compare_env.isdigit() else int(compare_env in ("yes", "true")),
+        metavar="RUNS",
+        help="also run ../shared/bench/compare.sh (the floor comparison, ~75 s) RUNS times "
+        "(default 1); default from the COMPARE environment variable (COMPARE=3: three runs)",
     )
     args = parser.parse_args()
 
@@ -863,7 +868,7 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGALRM, interrupt)
-    signal.alarm(TIME_LIMIT_S + (COMPARE_TIME_LIMIT_S if args.compare else 0))
+    signal.alarm(TIME_LIMIT_S + COMPARE_TIME_LIMIT_S * args.compare)
 
     bench = Bench(args.compare)
     failure, status = None, 0
@@ -883,8 +888,8 @@ def main():
             bench.measure_cold_tenant()
             bench.measure_load()
             bench.measure_memory()
-            if args.compare:
-                bench.run_compare()
+            for run in range(args.compare):
+                bench.run_compare(run + 1, args.compare)
             bench.stop_server()
             bench.measure_fleet()
         finally:

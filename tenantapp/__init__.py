@@ -46,6 +46,7 @@ def make_app(settings):
         config.include(".views.contract")  # the API contract's checks, in its order
         config.include(".headers")  # nosniff, no-store on /api, no framing of pages
         config.include(".routes")
+        config.include(".views.docs")  # OpenAPI document and interactive docs
         config.include(".views.pages")  # server-rendered pages over the same services
         config.scan(".views")
     return config.make_wsgi_app()

@@ -9,6 +9,7 @@ with a message per field.
 import base64
 import binascii
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
@@ -45,11 +46,53 @@ def _iso_date(value):
         raise ValueError("must be a real calendar date (YYYY-MM-DD)") from None
 
 
+# The characters ``strip_whitespace`` trims (pydantic-core: Rust's ``str::trim``,
+# the Unicode White_Space property), written out so that a JSON Schema pattern
+# means the same in every regex dialect (``\\s`` does not).
+WHITESPACE_CLASS = (
+    "\\t\\n\\x0b\\x0c\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+
+
+@dataclass(frozen=True)
+class _TextJsonSchema:
+    """How a text field is documented in the JSON Schema (OpenAPI): exactly what
+    its validators accept, U+0000 and trimming included. Documentation only:
+    pydantic calls it when it writes a JSON Schema, never when it validates."""
+
+    min_length: int
+    max_length: int
+    strip: bool
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        schema = handler(core_schema)
+        if not self.strip:
+            schema["pattern"] = "^[^\\x00]*$"
+            return schema
+        # The length limits apply after trimming: say so with a pattern (any
+        # whitespace around, then min..max characters that start and end with
+        # something else), not with minLength/maxLength on the raw string.
+        schema.pop("minLength", None)
+        schema.pop("maxLength", None)
+        space, other = f"[{WHITESPACE_CLASS}]", f"[^{WHITESPACE_CLASS}\\x00]"
+        if self.max_length == 1:
+            core = other
+        elif self.min_length <= 1:
+            core = f"{other}(?:[^\\x00]{{0,{self.max_length - 2}}}{other})?"
+        else:
+            core = f"{other}[^\\x00]{{{self.min_length - 2},{self.max_length - 2}}}{other}"
+        if self.min_length == 0:
+            core = f"(?:{core})?"
+        schema["pattern"] = f"^{space}*{core}{space}*$"
+        return schema
+
+
 def _text(min_length, max_length, strip):
     return Annotated[
         StrictStr,
         StringConstraints(strip_whitespace=strip, min_length=min_length, max_length=max_length),
         AfterValidator(_no_nul),
+        _TextJsonSchema(min_length, max_length, strip),
     ]
 
 
@@ -66,6 +109,8 @@ Password = _text(1, 1024, strip=False)
 
 
 class Body(BaseModel):
+    """A JSON request body: unknown fields and loose types are refused."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
@@ -73,12 +118,16 @@ class Body(BaseModel):
 
 
 class LoginBody(Body):
+    """``POST /api/login``: a user with exactly one tenant has it chosen."""
+
     username: Username
     password: Password
     tenant: StrictStr | None = None
 
 
 class ChooseTenantBody(Body):
+    """``PUT /api/session/tenant``: the tenant to work in."""
+
     tenant: StrictStr
 
 
@@ -86,16 +135,22 @@ class ChooseTenantBody(Body):
 
 
 class ProjectCreate(Body):
+    """A new project."""
+
     name: ProjectName
     description: Description = ""
 
 
 class ProjectReplace(Body):
+    """Every writable field of a project (``PUT``)."""
+
     name: ProjectName
     description: Description
 
 
 class ProjectPatch(Body):
+    """Only the fields to change (``PATCH``); none of them may be null."""
+
     # Defaults are not validated: a field left out stays out (model_fields_set),
     # a field sent as null is checked against its type and refused.
     name: ProjectName = None
@@ -106,6 +161,8 @@ class ProjectPatch(Body):
 
 
 class TaskCreate(Body):
+    """A new task in an existing project of the tenant."""
+
     project_id: ObjectId
     title: TaskTitle
     status: TaskStatus = "open"
@@ -114,6 +171,8 @@ class TaskCreate(Body):
 
 
 class TaskReplace(Body):
+    """Every writable field of a task (``PUT``); null for the nullable ones."""
+
     project_id: ObjectId
     title: TaskTitle
     status: TaskStatus
@@ -122,6 +181,8 @@ class TaskReplace(Body):
 
 
 class TaskPatch(Body):
+    """Only the fields to change (``PATCH``); null only where a task may hold it."""
+
     project_id: ObjectId = None
     title: TaskTitle = None
     status: TaskStatus = None
