@@ -5,6 +5,7 @@ settings from the environment; on the SQLite run, a copy of
 development.ini pointed at the test databases.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -41,8 +42,9 @@ def wait_until_serving(process, url, timeout=30):
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
-@pytest.fixture
-def server(backend, db_urls, tmp_path, admin):
+@contextlib.contextmanager
+def running_server(backend, db_urls, tmp_path):
+    """``pserve`` in a process of its own; yields its base URL."""
     port = free_port()
     env = dict(os.environ)
     if backend == "postgresql":
@@ -58,7 +60,7 @@ def server(backend, db_urls, tmp_path, admin):
         text = text.replace("sqlite:///%(here)s/var/catalog.sqlite", db_urls["catalog"]).replace(
             "sqlite:///%(here)s/var/tenants/{name}.sqlite", db_urls["template"]
         )
-        ini = tmp_path / "server.ini"
+        ini = tmp_path / f"server-{port}.ini"
         ini.write_text(text)
     process = subprocess.Popen(
         [PSERVE, str(ini), f"http_port={port}"],
@@ -78,6 +80,12 @@ def server(backend, db_urls, tmp_path, admin):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def server(backend, db_urls, tmp_path, admin):
+    with running_server(backend, db_urls, tmp_path) as base:
+        yield base
 
 
 class Outside:
@@ -183,3 +191,52 @@ def test_production_ini_refuses_a_short_secret(db_urls):
     assert result.returncode != 0
     assert "tenantapp.secret must be at least 32 characters" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_revocation_done_through_one_process_is_refused_by_another(
+    backend, db_urls, tmp_path, admin, make_user
+):
+    """Two pserve processes on the same catalog: a logout through one, and a
+    role change, a suspension, a revocation and a disabling through the CLI,
+    are each refused by the other process at its very next request."""
+    make_user("ann", acme="editor")
+    make_user("bob", acme="editor")
+    with (
+        running_server(backend, db_urls, tmp_path) as first,
+        running_server(backend, db_urls, tmp_path) as second,
+    ):
+
+        def login_on_first(username):
+            client = Outside(first)
+            status, headers, me = client.call(
+                "POST", "/api/login", {"username": username, "password": PASSWORD}
+            )
+            assert status == 200
+            other = Outside(second)
+            other.cookie = headers["Set-Cookie"].split(";")[0]
+            other.csrf = me["csrf_token"]
+            client.cookie, client.csrf = other.cookie, other.csrf
+            return client, other
+
+        def code(response):
+            return response[0], (response[2] or {}).get("error", {}).get("code")
+
+        # A logout through the first process ends the session on the second.
+        on_first, on_second = login_on_first("bob")
+        assert on_second.call("GET", "/api/projects")[0] == 200
+        assert on_first.call("POST", "/api/logout")[0] == 204
+        assert code(on_second.call("GET", "/api/projects")) == (401, "unauthenticated")
+
+        _, ann = login_on_first("ann")
+        assert ann.call("POST", "/api/projects", {"name": "Allowed"})[0] == 201
+        admin.user_grant("ann", "acme", "viewer")
+        assert code(ann.call("POST", "/api/projects", {"name": "No"})) == (403, "forbidden")
+        admin.tenant_set_status("acme", "suspended")
+        assert code(ann.call("GET", "/api/projects")) == (403, "tenant_suspended")
+        admin.tenant_set_status("acme", "active")
+        assert ann.call("GET", "/api/projects")[0] == 200
+        admin.user_revoke("ann", "acme")
+        assert code(ann.call("GET", "/api/projects")) == (403, "forbidden")
+        assert ann.call("GET", "/api/me")[2]["tenant"] is None
+        admin.user_set_disabled("ann", True)
+        assert code(ann.call("GET", "/api/me")) == (401, "unauthenticated")
