@@ -265,6 +265,23 @@ def editor(client, make_user):
     return client
 
 
+def logged_in(app, username, tenant=None, password=PASSWORD):
+    """A plain WebTest client of ``app``, logged in, sending its CSRF token."""
+    client = webtest.TestApp(app)
+    body = {"username": username, "password": password}
+    if tenant:
+        body["tenant"] = tenant
+    csrf = client.post_json("/api/login", body).json["csrf_token"]
+    client.extra_environ = {"HTTP_X_CSRF_TOKEN": csrf}
+    return client
+
+
+def dispose_app(app):
+    """Close the pools of an app a test made for itself."""
+    app.registry.getUtility(ITenantDirectory).dispose_all()
+    app.registry.getUtility(IDBFactory, "catalog").dispose()
+
+
 def tenant_rows(admin, tenant, model):
     """Every row of ``model`` in ``tenant``'s database, read by another connection."""
     with admin.directory.factory(tenant).transaction(write=False) as db:

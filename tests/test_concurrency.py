@@ -3,19 +3,9 @@
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import webtest
 
-from conftest import PASSWORD, tenant_rows
+from conftest import logged_in, tenant_rows
 from tenantapp.models.tenant import Project, Task
-
-
-def logged_in(app, username):
-    client = webtest.TestApp(app)
-    csrf = client.post_json("/api/login", {"username": username, "password": PASSWORD}).json[
-        "csrf_token"
-    ]
-    client.extra_environ = {"HTTP_X_CSRF_TOKEN": csrf}
-    return client
 
 
 def test_if_match_lets_exactly_one_of_many_concurrent_patches_win(app, make_user, admin):

@@ -3,16 +3,9 @@
 import pytest
 from sqlalchemy import text
 
-from conftest import PASSWORD
+from conftest import PASSWORD, dispose_app
 
 pytestmark = pytest.mark.postgresql_only
-
-
-def dispose(app):
-    from tenantapp.interfaces import IDBFactory, ITenantDirectory
-
-    app.registry.getUtility(ITenantDirectory).dispose_all()
-    app.registry.getUtility(IDBFactory, "catalog").dispose()
 
 
 def terminate_app_connections(admin):
@@ -61,6 +54,6 @@ def test_an_idle_connection_is_pinged_and_replaced_before_use(settings, admin, m
     terminate_app_connections(admin)
     with caplog.at_level("WARNING", logger="tenantapp"):
         client.get("/api/projects")
-    dispose(app)
+    dispose_app(app)
     # No request failed and was retried: the ping caught every dead connection.
     assert not [r for r in caplog.records if "unavailable" in r.getMessage()]

@@ -10,13 +10,11 @@ import os
 import time
 
 import pytest
-import webtest
 
-from conftest import PASSWORD
+from conftest import PASSWORD, dispose_app, logged_in
 from pg_cluster import PostgresCluster
 from tenantapp import make_app
 from tenantapp.cli import Admin
-from tenantapp.interfaces import IDBFactory, ITenantDirectory
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -30,21 +28,6 @@ def second_server():
     cluster.destroy()
 
 
-def dispose(app):
-    app.registry.getUtility(ITenantDirectory).dispose_all()
-    app.registry.getUtility(IDBFactory, "catalog").dispose()
-
-
-def login(app, username, tenant=None):
-    client = webtest.TestApp(app)
-    body = {"username": username, "password": PASSWORD}
-    if tenant:
-        body["tenant"] = tenant
-    csrf = client.post_json("/api/login", body).json["csrf_token"]
-    client.extra_environ = {"HTTP_X_CSRF_TOKEN": csrf}
-    return client
-
-
 def timed(call):
     started = time.monotonic()
     response = call()
@@ -54,8 +37,8 @@ def timed(call):
 def test_a_tenant_server_outage_is_a_503_for_that_tenant_only(second_server, admin, app, make_user):
     admin.tenant_create("remote", url=second_server.url("tenant_remote"))
     make_user("ann", acme="editor", remote="editor")
-    remote = login(app, "ann", tenant="remote")
-    local = login(app, "ann", tenant="acme")
+    remote = logged_in(app, "ann", tenant="remote")
+    local = logged_in(app, "ann", tenant="acme")
     remote.post_json("/api/projects", {"name": "Committed before"}, status=201)
     local.post_json("/api/projects", {"name": "Local"}, status=201)
 
@@ -91,7 +74,7 @@ def test_a_catalog_outage_is_a_503_and_readyz_says_so(second_server, settings):
     admin = Admin(app.registry, out=open(os.devnull, "w"))  # noqa: SIM115
     admin.init()
     admin.user_create("cat", PASSWORD)
-    client = login(app, "cat")
+    client = logged_in(app, "cat")
     client.get("/api/me")
 
     second_server.stop()
@@ -114,4 +97,4 @@ def test_a_catalog_outage_is_a_503_and_readyz_says_so(second_server, settings):
     # The session committed before the outage is still good.
     assert client.get("/api/me").json["user"]["username"] == "cat"
     client.get("/readyz", status=200)
-    dispose(app)
+    dispose_app(app)

@@ -7,13 +7,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import webtest
 from sqlalchemy import text
 
-from conftest import PASSWORD
+from conftest import dispose_app, logged_in
 from pg_cluster import PgBouncer, PostgresCluster
 from tenantapp import make_app
-from tenantapp.interfaces import IDBFactory, ITenantDirectory
+from tenantapp.interfaces import ITenantDirectory
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -32,25 +31,10 @@ def bouncer(second_server):
     pgbouncer.stop()
 
 
-def login(app, username, tenant=None):
-    client = webtest.TestApp(app)
-    body = {"username": username, "password": PASSWORD}
-    if tenant:
-        body["tenant"] = tenant
-    csrf = client.post_json("/api/login", body).json["csrf_token"]
-    client.extra_environ = {"HTTP_X_CSRF_TOKEN": csrf}
-    return client
-
-
-def dispose(app):
-    app.registry.getUtility(ITenantDirectory).dispose_all()
-    app.registry.getUtility(IDBFactory, "catalog").dispose()
-
-
 def test_tenants_on_two_servers_side_by_side(second_server, admin, app, make_user):
     admin.tenant_create("west", url=second_server.url("tenant_west"))
     make_user("ann", acme="editor", west="editor")
-    client = login(app, "ann", tenant="acme")
+    client = logged_in(app, "ann", tenant="acme")
     client.post_json("/api/projects", {"name": "On the first server"}, status=201)
     client.put_json("/api/session/tenant", {"tenant": "west"})
     client.post_json("/api/projects", {"name": "On the second server"}, status=201)
@@ -70,7 +54,7 @@ def test_the_whole_request_cycle_through_pgbouncer_transaction_pooling(
     # Created, migrated and served through PgBouncer: no session state anywhere.
     admin.tenant_create("bounced", url=bouncer.url("tenant_bounced"))
     make_user("bea", bounced="editor")
-    client = login(app, "bea")
+    client = logged_in(app, "bea")
     project = client.post_json("/api/projects", {"name": "Pooled"}, status=201).json
     task = client.post_json(
         "/api/tasks", {"project_id": project["id"], "title": "Through the bouncer"}, status=201
@@ -114,7 +98,7 @@ def test_many_tenants_stay_within_the_connection_budget(settings, admin, make_us
     app = make_app(dict(settings, **limits))
     budget = app.registry.connection_budget
     directory = app.registry.getUtility(ITenantDirectory)
-    client = login(app, "fay")
+    client = logged_in(app, "fay")
     peak = 0
     for name in names:
         client.put_json("/api/session/tenant", {"tenant": name})
@@ -134,7 +118,7 @@ def test_many_tenants_stay_within_the_connection_budget(settings, admin, make_us
     )
     assert peak <= 12
     assert held <= 5 * 2
-    dispose(app)
+    dispose_app(app)
 
 
 def test_a_burst_on_one_tenant_does_not_starve_another(settings, admin, make_user):
@@ -142,8 +126,8 @@ def test_a_burst_on_one_tenant_does_not_starve_another(settings, admin, make_use
     app = make_app(
         dict(settings, **{"tenantapp.tenant_pool_size": "2", "tenantapp.pool_timeout": "10"})
     )
-    busy = login(app, "gil", tenant="acme")
-    calm = login(app, "gil", tenant="globex")
+    busy = logged_in(app, "gil", tenant="acme")
+    calm = logged_in(app, "gil", tenant="globex")
     calm.get("/api/projects")
 
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -155,4 +139,4 @@ def test_a_burst_on_one_tenant_does_not_starve_another(settings, admin, make_use
         for job in burst:
             assert job.result(timeout=30).status_int == 200
     assert calm_elapsed < 0.4, calm_elapsed
-    dispose(app)
+    dispose_app(app)

@@ -233,8 +233,11 @@ def schemathesis_run(base, tmp_path, deadline, *filters):
         str(MAX_EXAMPLES),
         "--seed",
         SEED,
+        # One worker: with several, Hypothesis parses source in threads at
+        # once, which CPython 3.11's ast module does not survive
+        # ("SystemError: AST constructor recursion depth mismatch").
         "--workers",
-        "2",
+        "1",
         "--no-color",
         "--output-truncate",
         "true",
