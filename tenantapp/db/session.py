@@ -14,7 +14,7 @@ thread or a module: two requests never share a session or an ORM object.
 import logging
 
 import zope.sqlalchemy
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from tenantapp.errors import DatabaseUnavailable
@@ -41,7 +41,7 @@ def open_request_session(request, factory):
         # Connect now, so an unreachable database is a 503 here, not a 500 later.
         session.connection()
     except (DBAPIError, PoolTimeoutError) as exc:
-        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or not _is_unavailable(exc)):
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or not is_unavailable(exc)):
             # A pooled connection the server had dropped: the exception view
             # has the request retried on a fresh one (or answers 503).
             raise
@@ -52,10 +52,13 @@ def open_request_session(request, factory):
     return session
 
 
-def _is_unavailable(exc):
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    return isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
+def is_unavailable(exc):
+    """True for an error that means "the database did not answer" (503), not a bug."""
+    if isinstance(exc, (PoolTimeoutError, DisconnectionError)):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    )
 
 
 def _first_line(exc):

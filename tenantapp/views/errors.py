@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
-from tenantapp.db.session import may_write
+from tenantapp.db.session import is_unavailable, may_write
 from tenantapp.errors import (
     APIError,
     BadRequest,
@@ -91,14 +91,6 @@ def stale_data(exc, request):
     )
 
 
-def _is_unavailable(exc):
-    if isinstance(exc, (PoolTimeoutError, DisconnectionError)):
-        return True
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or type(exc).__name__ in ("OperationalError", "InterfaceError")
-    )
-
-
 def _died_before_commit(exc, request):
     # A read has nothing to commit. For a write, pyramid_tm clears tm.active
     # before it commits: a disconnect during COMMIT might have committed, and
@@ -114,7 +106,7 @@ def _died_before_commit(exc, request):
 @exception_view_config(PoolTimeoutError)
 @exception_view_config(DisconnectionError)
 def database_error(exc, request):
-    if _is_unavailable(exc):
+    if is_unavailable(exc):
         if _died_before_commit(exc, request):
             # The server dropped this connection (a restart, a terminated
             # backend) before anything was committed: SQLAlchemy has already
