@@ -26,6 +26,7 @@ that ``tenant migrate`` could not migrate); 130 when interrupted.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -261,7 +262,7 @@ class Bench:
             process.kill()
             process.wait(5)
         except ProcessLookupError:
-            pass
+            return  # it exited between the poll and the signal
 
     def admin(self, *args, stdin=None, timeout=120):
         out, _ = self.run(
@@ -322,12 +323,9 @@ class Bench:
         while True:
             if self.server.poll() is not None:
                 raise BenchError(f"pserve exited with status {self.server.returncode} at start")
-            try:
-                response = client.request("GET", "/healthz")
-                if response.status == 200:
+            with contextlib.suppress(OSError):  # not listening yet
+                if client.request("GET", "/healthz").status == 200:
                     break
-            except OSError:
-                pass
             if time.monotonic() > deadline:
                 raise BenchError("the server did not answer /healthz with 200 within 30 s")
             time.sleep(0.1)

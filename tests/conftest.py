@@ -58,6 +58,18 @@ def pg_cluster():
     cluster.destroy()
 
 
+@pytest.fixture(scope="module")
+def second_server():
+    """Another PostgreSQL server, for the tests of outages and of tenants on
+    several servers (one per module: a module may stop and start it)."""
+    try:
+        cluster = PostgresCluster().start()
+    except (ClusterError, OSError) as exc:
+        pytest.fail(f"a second PostgreSQL cluster could not start: {exc}")
+    yield cluster
+    cluster.destroy()
+
+
 @pytest.fixture(scope="session")
 def db_urls(backend, tmp_path_factory, request):
     if backend == "sqlite":

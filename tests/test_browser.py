@@ -11,13 +11,12 @@ Screenshots of the main pages go to test-artifacts/browser/.
 
 import os
 import re
-import subprocess
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
-from test_server import PSERVE, ROOT, free_port, wait_until_serving
 
 from conftest import PASSWORD
+from live_server import ROOT, running_pserve, server_config
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -41,34 +40,11 @@ STALE = "Someone else changed it first"
 
 @pytest.fixture(scope="module")
 def server(db_urls, admin, tmp_path_factory):
-    """``pserve`` on a free 127.0.0.1 port, with development.ini's settings on
-    the test databases; its log goes to a file (a full pipe would stall it)."""
-    folder = tmp_path_factory.mktemp("pserve")
-    with open(os.path.join(ROOT, "development.ini")) as f:
-        text = f.read()
-    text = text.replace("sqlite:///%(here)s/var/catalog.sqlite", db_urls["catalog"]).replace(
-        "sqlite:///%(here)s/var/tenants/{name}.sqlite", db_urls["template"]
-    )
-    text = text.replace("host = localhost", "host = 127.0.0.1")
-    ini = folder / "server.ini"
-    ini.write_text(text)
-    port = free_port()
-    log = open(folder / "pserve.log", "w+")
-    process = subprocess.Popen(
-        [PSERVE, str(ini), f"http_port={port}"], stdout=log, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(process, base + "/healthz")
+    """``pserve`` with development.ini's settings on the test databases."""
+    folder = str(tmp_path_factory.mktemp("pserve"))
+    ini, env = server_config("sqlite", db_urls, folder)
+    with running_pserve(ini, env, folder) as (base, _log):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,12 @@ import time
 import pytest
 
 from conftest import PASSWORD, dispose_app, logged_in
-from pg_cluster import PostgresCluster
 from tenantapp import make_app
 from tenantapp.cli import Admin
 
 pytestmark = pytest.mark.postgresql_only
 
 OUTAGE_ANSWER_WITHIN = 5.0  # seconds, issue 4
-
-
-@pytest.fixture(scope="module")
-def second_server():
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.destroy()
 
 
 def timed(call):

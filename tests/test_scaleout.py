@@ -10,18 +10,11 @@ import pytest
 from sqlalchemy import text
 
 from conftest import dispose_app, logged_in
-from pg_cluster import PgBouncer, PostgresCluster
+from pg_cluster import PgBouncer
 from tenantapp import make_app
 from tenantapp.interfaces import ITenantDirectory
 
 pytestmark = pytest.mark.postgresql_only
-
-
-@pytest.fixture(scope="module")
-def second_server():
-    cluster = PostgresCluster().start()
-    yield cluster
-    cluster.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ prints the one it used).
 
 import json
 import os
+import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -132,56 +132,15 @@ def filter_case(ctx, case):
 # --- the test -----------------------------------------------------------------
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(db_urls, tmp_path, admin):
-    """``pserve production.ini`` on the test cluster; its log goes to a file
-    (a pipe nobody reads would stall a server that logs a lot)."""
-    from conftest import SECRET
+    """``pserve production.ini`` on the test cluster: (base URL, log path)."""
+    # Imported here: schemathesis also loads this file, alone, for its hooks.
+    from live_server import running_pserve, server_config
 
-    port = _free_port()
-    env = dict(
-        os.environ,
-        TENANTAPP_CATALOG_URL=db_urls["catalog"],
-        TENANTAPP_TENANT_URL_TEMPLATE=db_urls["template"],
-        TENANTAPP_SECRET=SECRET,
-    )
-    log_path = tmp_path / "pserve.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [
-                os.path.join(BIN, "pserve"),
-                os.path.join(ROOT, "production.ini"),
-                f"http_port={port}",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"pserve exited: {log_path.read_text()}"
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "pserve did not answer within 30 s"
-                time.sleep(0.1)
-        yield base, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    ini, env = server_config("postgresql", db_urls, str(tmp_path))
+    with running_pserve(ini, env, str(tmp_path)) as (base, log_path):
+        yield base, pathlib.Path(log_path)
 
 
 def login(base):

@@ -6,80 +6,31 @@ development.ini pointed at the test databases.
 """
 
 import contextlib
+import itertools
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import PASSWORD, SECRET
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PSERVE = os.path.join(os.path.dirname(sys.executable), "pserve")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(process, url, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"pserve exited: {process.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
+from conftest import PASSWORD
+from live_server import PSERVE, ROOT, running_pserve, server_config
+from pg_cluster import free_port
 
 
 @contextlib.contextmanager
 def running_server(backend, db_urls, tmp_path):
-    """``pserve`` in a process of its own; yields its base URL."""
-    port = free_port()
-    env = dict(os.environ)
-    if backend == "postgresql":
-        ini = os.path.join(ROOT, "production.ini")
-        env.update(
-            TENANTAPP_CATALOG_URL=db_urls["catalog"],
-            TENANTAPP_TENANT_URL_TEMPLATE=db_urls["template"],
-            TENANTAPP_SECRET=SECRET,
-        )
-    else:
-        with open(os.path.join(ROOT, "development.ini")) as f:
-            text = f.read()
-        text = text.replace("sqlite:///%(here)s/var/catalog.sqlite", db_urls["catalog"]).replace(
-            "sqlite:///%(here)s/var/tenants/{name}.sqlite", db_urls["template"]
-        )
-        ini = tmp_path / f"server-{port}.ini"
-        ini.write_text(text)
-    process = subprocess.Popen(
-        [PSERVE, str(ini), f"http_port={port}"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(process, base + "/healthz")
+    """``pserve`` on the test databases in a process of its own; yields its URL."""
+    folder = tmp_path / f"server-{next(_servers)}"
+    folder.mkdir()
+    ini, env = server_config(backend, db_urls, str(folder))
+    with running_pserve(ini, env, str(folder)) as (base, _log):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+_servers = itertools.count()
 
 
 @pytest.fixture
@@ -160,34 +111,28 @@ def test_deployed_server_round_trip(server, make_user, backend):
     assert (status, body["error"]["code"]) == (401, "unauthenticated")
 
 
-def test_production_ini_refuses_to_start_without_its_environment(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTAPP_")}
-    result = subprocess.run(
+def start_production_ini(env):
+    """Run ``pserve production.ini`` with ``env``; it is expected to refuse."""
+    return subprocess.run(
         [PSERVE, os.path.join(ROOT, "production.ini"), f"http_port={free_port()}"],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_production_ini_refuses_to_start_without_its_environment():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANTAPP_")}
+    result = start_production_ini(env)
     assert result.returncode != 0
     assert "TENANTAPP_CATALOG_URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_production_ini_refuses_a_short_secret(db_urls):
-    env = dict(
-        os.environ,
-        TENANTAPP_CATALOG_URL=db_urls["catalog"],
-        TENANTAPP_TENANT_URL_TEMPLATE=db_urls["template"],
-        TENANTAPP_SECRET="short",
-    )
-    result = subprocess.run(
-        [PSERVE, os.path.join(ROOT, "production.ini"), f"http_port={free_port()}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    _, env = server_config("postgresql", db_urls, None)
+    result = start_production_ini(dict(env, TENANTAPP_SECRET="short"))
     assert result.returncode != 0
     assert "tenantapp.secret must be at least 32 characters" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
 """The tenant directory: the one place that turns a tenant name into its DBFactory."""
 
+import contextlib
 import re
 import threading
 from collections import OrderedDict
@@ -95,10 +96,8 @@ class TenantDirectory:
         name = factory.name.split(":", 1)[1]
         live = self._live
         if live.get(name) is factory:
-            try:
+            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
                 live.move_to_end(name)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
             return
         with self._lock:
             live[name] = factory
