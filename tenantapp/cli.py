@@ -52,7 +52,7 @@ class Admin:
     def init(self):
         create_database(self.catalog.url)
         self._configure(self.catalog.url)
-        migrations.upgrade(self.catalog.engine, "catalog")
+        migrations.upgrade(self.catalog.write_engine, "catalog")
         self.say(f"catalog schema at {migrations.head_revision('catalog')}")
 
     def demo(self):
@@ -82,7 +82,7 @@ class Admin:
         create_database(db_url)
         self._configure(db_url)
         factory = self.directory.register(name, url)
-        migrations.upgrade(factory.engine, "tenant")
+        migrations.upgrade(factory.write_engine, "tenant")
         factory.dispose()  # a script keeps no pool open per tenant
         with self.catalog.transaction() as session:
             session.add(

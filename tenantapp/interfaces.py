@@ -12,7 +12,8 @@ class IDBFactory(Interface):
 
     name = Attribute("The utility name, 'catalog' or 'tenant:{name}'.")
     url = Attribute("The SQLAlchemy URL (with its password hidden in repr).")
-    engine = Attribute("The Engine, created on first use and kept for the process.")
+    engine = Attribute("The Engine for reading, created on first use and kept for the process.")
+    write_engine = Attribute("The Engine for transactions that write (same pool).")
 
     def session(write=False):
         """Return a new Session bound to this database.
@@ -29,7 +30,7 @@ class IDBFactory(Interface):
         """
 
     def dispose():
-        """Close every pooled connection; the next use makes a new engine."""
+        """Close every pooled connection; the pool refills on the next use."""
 
 
 class ITenantDirectory(Interface):

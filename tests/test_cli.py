@@ -166,7 +166,7 @@ def database_snapshot(backend, db_urls):
 def downgrade_to_base(admin, name):
     """Take tenant ``name``'s schema back to nothing (an out-of-date tenant)."""
     factory = admin.directory.factory(name)
-    with factory.engine.begin() as connection:
+    with factory.write_engine.begin() as connection:
         command.downgrade(migrations.alembic_config("tenant", connection), "base")
     factory.dispose()
 

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session, sessionmaker
 from zope.interface import implementer
 
-from tenantapp.db.engines import WRITE_OPTION, make_engine, normalize_url
+from tenantapp.db.engines import make_engine, normalize_url, writing_engine
 from tenantapp.interfaces import IDBFactory
 
 
@@ -24,36 +24,41 @@ class DBFactory:
         self._engine_options = engine_options
         # Told of every use, so the tenant directory can keep its LRU order.
         self._on_use = on_use
-        self._engine = None
+        self._engines = None  # (reading, writing), made together on first use
         self._lock = threading.Lock()
         # expire_on_commit=False: a view may serialize what it just committed
         # (the session is closed right after anyway, nothing outlives it).
-        # A reading session takes no write lock (SQLite) and sends no BEGIN
-        # (PostgreSQL, see engines._configure_postgresql).
         self._sessionmaker = sessionmaker(expire_on_commit=False)
-        self._write_sessionmaker = sessionmaker(
-            expire_on_commit=False, execution_options={WRITE_OPTION: True}
-        )
 
     def __repr__(self):
         return f"<DBFactory {self.name} {self.url.render_as_string(hide_password=True)}>"
 
-    @property
-    def engine(self):
-        engine = self._engine
-        if engine is None:
+    def _both_engines(self):
+        engines = self._engines
+        if engines is None:
             with self._lock:
-                engine = self._engine
-                if engine is None:
-                    engine = self._engine = make_engine(self.url, **self._engine_options)
+                engines = self._engines
+                if engines is None:
+                    engine = make_engine(self.url, **self._engine_options)
+                    engines = self._engines = (engine, writing_engine(engine))
         if self._on_use is not None:
             self._on_use(self)
-        return engine
+        return engines
+
+    @property
+    def engine(self):
+        """The Engine for reading (and for the health check)."""
+        return self._both_engines()[0]
+
+    @property
+    def write_engine(self):
+        """The Engine for transactions that write (same pool, see engines.writing_engine)."""
+        return self._both_engines()[1]
 
     def session(self, write=False) -> Session:
-        """A new Session; ``write=False`` for one that only reads (see above)."""
-        maker = self._write_sessionmaker if write else self._sessionmaker
-        return maker(bind=self.engine)
+        """A new Session. ``write=False``: it only reads, so it takes no write lock
+        (SQLite) and sends no BEGIN (PostgreSQL); see tenantapp.db.engines."""
+        return self._sessionmaker(bind=self._both_engines()[int(write)])
 
     @contextmanager
     def transaction(self, write=True):
@@ -67,11 +72,10 @@ class DBFactory:
     def dispose(self):
         # The Engine object stays (a thread may hold it this very moment);
         # its pool is emptied and refills on the next use.
-        engine = self._engine
-        if engine is not None:
-            engine.dispose()
+        if self._engines is not None:
+            self._engines[0].dispose()
 
     def checked_out(self):
         """Connections of this database lent out right now (0 when idle)."""
-        engine = self._engine
-        return engine.pool.checkedout() if engine is not None else 0
+        engines = self._engines
+        return engines[0].pool.checkedout() if engines is not None else 0
