@@ -212,7 +212,12 @@ def validate_body(model, payload):
         for error in exc.errors():
             name = str(error["loc"][0]) if error["loc"] else "_body"
             fields.setdefault(name, _field_message(error))
-        raise ValidationFailed(fields) from None
+    # Raised outside the except block, so that it does not keep pydantic's
+    # error as its __context__: that error holds a validator's ValueError, whose
+    # traceback holds the view's frames and so the request, which holds this
+    # exception. Python's collector cannot break that cycle (pydantic-core's
+    # error is opaque to it): each such 422 kept its request in memory.
+    raise ValidationFailed(fields)
 
 
 def sent_fields(body):

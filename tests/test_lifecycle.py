@@ -17,6 +17,7 @@ from tenantapp import make_app
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import LoginFailure
 from tenantapp.models.tenant import Project, Task
+from tenantapp.request import TenantRequest
 
 
 def markers(admin):
@@ -100,6 +101,21 @@ def test_rule4_no_orm_object_outlives_its_request(editor, app):
     gc.collect()
     alive = [o for o in gc.get_objects() if isinstance(o, (Project, Task))]
     assert alive == []
+
+
+def test_rule4_a_refused_body_leaves_no_request_behind(editor, app):
+    """A 422 from a field validator (a NUL in a name) is garbage once answered.
+
+    pydantic keeps the validator's ValueError and its traceback; chained to
+    our exception, that made a cycle the collector cannot break, and every such
+    answer kept its request and the ORM objects its view had loaded."""
+    project = editor.post("/api/projects", {"name": "P"}, status=201).json
+    editor.post("/api/projects", {"name": "x\x00"}, status=422)
+    editor.patch(f"/api/projects/{project['id']}", {"name": "x\x00"}, status=422)
+    editor.post("/api/tasks", {"project_id": project["id"], "title": "\x00"}, status=422)
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, TenantRequest)] == []
+    assert [o for o in gc.get_objects() if isinstance(o, (Project, Task))] == []
 
 
 def test_rule4_a_thread_serves_different_users_with_their_own_data(new_client, make_user, app):
