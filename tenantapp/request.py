@@ -1,11 +1,13 @@
 """TenantRequest: the custom Request class, with the request's databases on it."""
 
+from dataclasses import replace
+
 import transaction
 from pyramid.decorator import reify
 from pyramid.request import Request
 
 from tenantapp.auth import tokens
-from tenantapp.auth.sessions import load_login
+from tenantapp.auth.sessions import load_login, touch_login
 from tenantapp.db.session import SAFE_METHODS, open_request_session
 from tenantapp.errors import Forbidden, TenantRequired, TenantSuspended
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
@@ -48,18 +50,26 @@ class TenantRequest(Request):
         token = tokens.unsign_token(settings.secret, cookie)
         if token is None:
             return None
-        return load_login(
-            self.catalog_db, tokens.token_hash(token), self.now, settings, self._touch_login
-        )
-
-    def _touch_login(self, statement):
-        # A writing request records the use in its own transaction; a reading
-        # one has none, so it commits the one UPDATE on its own.
-        if self.method in SAFE_METHODS:
-            with self.registry.getUtility(IDBFactory, "catalog").transaction() as db:
-                db.execute(statement)
-        else:
-            self.catalog_db.execute(statement)
+        catalog = self.registry.getUtility(IDBFactory, "catalog")
+        # Not through catalog_db: the lookup is one SELECT, and its connection
+        # goes back to the pool at once instead of being held while the view
+        # works on the tenant's database. (A failure to connect is a 503 by
+        # the exception view, like any database error.)
+        with catalog.engine.connect() as connection:
+            login = load_login(connection, tokens.token_hash(token), self.now, settings)
+        if login is None:
+            return None
+        touch = touch_login(login, self.now, settings)
+        if touch is not None:
+            # A writing request records the use in its own transaction; a
+            # reading one has none, so it commits the one UPDATE on its own.
+            if self.method in SAFE_METHODS:
+                with catalog.transaction() as db:
+                    db.execute(touch)
+            else:
+                self.catalog_db.execute(touch)
+            login = replace(login, last_used_at=self.now)
+        return login
 
     @reify
     def csrf_token(self):

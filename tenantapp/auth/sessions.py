@@ -1,7 +1,8 @@
 """Server-side login sessions in the catalog.
 
 One query per request reads the session, its user, the chosen tenant and the
-user's membership in it, so a logout, a revoked membership, a changed role, a
+user's membership in it (on a connection of its own, returned to the pool
+before the view runs), so a logout, a revoked membership, a changed role, a
 disabled user or a suspended tenant is seen on the very next request by every
 process. "Last used" is written at most once per ``session_touch_interval``,
 not on every request.
@@ -89,27 +90,16 @@ def _expired(created_at, last_used_at, now, settings):
     ) or now - created_at > timedelta(seconds=settings.session_max_age)
 
 
-def load_login(db, token_hash, now, settings, touch):
-    """The live :class:`Login` for ``token_hash``, or None.
+def load_login(connection, token_hash, now, settings):
+    """The live :class:`Login` for ``token_hash``, or None; one SELECT on ``connection``.
 
     None for an unknown, logged-out, idle, too old or disabled user's session.
-    When "last used" is older than ``session_touch_interval``, calls
-    ``touch(statement)`` with the UPDATE that records the use.
     """
-    row = db.connection().execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
+    row = connection.execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
     if row is None or row.disabled:
         return None
     if _expired(row.created_at, row.last_used_at, now, settings):
         return None
-    last_used_at = row.last_used_at
-    if now - last_used_at >= timedelta(seconds=settings.session_touch_interval):
-        touch(
-            update(LoginSession)
-            .where(LoginSession.token_hash == token_hash)
-            .values(last_used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        last_used_at = now
     tenant = None
     if row.role is not None and row.tenant_name is not None:
         tenant = TenantAccess(
@@ -126,9 +116,22 @@ def load_login(db, token_hash, now, settings, touch):
         username=row.username,
         display_name=row.display_name,
         created_at=row.created_at,
-        last_used_at=last_used_at,
+        last_used_at=row.last_used_at,
         chosen_tenant_id=row.tenant_id,
         tenant=tenant,
+    )
+
+
+def touch_login(login, now, settings):
+    """The UPDATE that records this use of ``login``, or None when "last used"
+    is more recent than ``session_touch_interval`` (most requests write nothing)."""
+    if now - login.last_used_at < timedelta(seconds=settings.session_touch_interval):
+        return None
+    return (
+        update(LoginSession)
+        .where(LoginSession.token_hash == login.token_hash)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
