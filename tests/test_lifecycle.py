@@ -3,13 +3,12 @@
 import gc
 import json
 import threading
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import webtest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select
 from webtest.http import StopableWSGIServer
 
 from conftest import checked_out, tenant_rows
@@ -314,30 +313,3 @@ def test_no_pooled_connection_is_left_in_a_transaction(editor, admin):
             .all()
         )
     assert states and all(state == "idle" for state in states), states
-
-
-def test_a_transaction_on_the_writing_engine_is_all_or_nothing(admin):
-    """The CLI migrates through ``write_engine``: DDL that fails half-way leaves nothing."""
-    factory = admin.directory.factory("acme")
-    with pytest.raises(RuntimeError), factory.write_engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE half_done (id INTEGER)")
-        raise RuntimeError("the migration failed after its first statement")
-    with factory.engine.connect() as connection:
-        assert "half_done" not in inspect(connection).get_table_names()
-
-
-@pytest.mark.postgresql_only
-def test_a_reading_session_sends_no_begin(admin):
-    """Reads run in autocommit (no BEGIN/COMMIT round trips): each statement has
-    its own snapshot; a writing session has one transaction for all of them."""
-    factory = admin.directory.factory("acme")
-    for write, in_transaction in ((False, False), (True, True)):
-        session = factory.session(write=write)
-        try:
-            first = session.execute(text("SELECT clock_timestamp(), now()")).one()
-            time.sleep(0.01)
-            second = session.execute(text("SELECT now()")).scalar_one()
-        finally:
-            session.close()
-        assert (second == first[1]) is in_transaction
-        assert (second > first[0]) is not in_transaction
