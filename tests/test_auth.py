@@ -181,3 +181,47 @@ def test_members_is_admin_only(new_client, make_user):
         {"username": "erin", "display_name": "Erin E", "role": "editor"},
     ]
     assert editor_client.get("/api/members", status=403).json["error"]["code"] == "forbidden"
+
+
+@pytest.mark.postgresql_only
+def test_the_login_lookup_function_answers_like_the_query(new_client, make_user, admin):
+    """PostgreSQL reads logins through the catalog's PL/pgSQL function (its plan
+    is kept per connection); it must answer exactly as the query it wraps, in
+    every state a login session can be in."""
+    from sqlalchemy import select, update
+
+    from tenantapp.auth.sessions import _LOGIN_QUERY, _LOGIN_QUERY_POSTGRESQL
+    from tenantapp.models.catalog import LoginSession, User
+
+    make_user("none", acme="viewer", globex="viewer")
+    make_user("member", acme="editor")
+    make_user("revoked", acme="editor", globex="viewer")
+    make_user("suspended", globex="admin")
+    make_user("disabled", acme="viewer")
+    new_client().login("none")
+    new_client().login("member")
+    new_client().login("revoked", tenant="acme")
+    new_client().login("suspended")
+    new_client().login("disabled")
+    admin.user_revoke("revoked", "acme")
+    admin.tenant_set_status("globex", "suspended")
+    # (The CLI would also end the sessions of a disabled user; the row is
+    # changed directly so that the lookup meets one.)
+    with admin.catalog.transaction() as db:
+        db.execute(update(User).where(User.username == "disabled").values(disabled=True))
+
+    with admin.catalog.engine.connect() as connection:
+        tokens = connection.execute(select(LoginSession.token_hash)).scalars().all()
+        states = set()
+        for token_hash in [*tokens, "0" * 64]:
+            params = {"token_hash": token_hash}
+            expected = connection.execute(_LOGIN_QUERY, params).all()
+            assert connection.execute(_LOGIN_QUERY_POSTGRESQL, params).all() == expected
+            states.update((row.role, row.tenant_status, row.disabled) for row in expected)
+    assert states == {
+        (None, None, False),  # no tenant chosen yet
+        ("editor", "active", False),
+        (None, "active", False),  # membership revoked
+        ("admin", "suspended", False),
+        ("viewer", "active", True),  # user disabled
+    }

@@ -547,3 +547,21 @@ def test_error_content_type_names_utf8(client):
     ):
         header = response.headers["Content-Type"].replace(" ", "").lower()
         assert header == "application/json;charset=utf-8", header
+
+
+def test_readyz_is_503_while_the_catalog_schema_is_behind(client, admin):
+    """A process started before ``tenantapp-admin init`` upgraded the catalog
+    is not ready (its login lookups would fail); it is once the catalog is."""
+    from alembic import command
+
+    from tenantapp import migrations
+
+    with admin.catalog.write_engine.begin() as connection:
+        command.downgrade(migrations.alembic_config("catalog", connection), "c0001")
+    try:
+        response = client.get("/readyz", status=503)
+        assert response.json["error"]["code"] == "service_unavailable"
+        assert "tenantapp-admin CONFIG init" in response.json["error"]["message"]
+    finally:
+        admin.init()
+    assert client.get("/readyz").json == {"status": "ok"}

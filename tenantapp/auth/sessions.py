@@ -11,7 +11,7 @@ not on every request.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, select, update
+from sqlalchemy import String, and_, bindparam, column, delete, func, select, update
 
 from tenantapp.auth import tokens
 from tenantapp.models.catalog import LoginSession, Membership, Tenant, User
@@ -82,6 +82,13 @@ _LOGIN_QUERY = (
     )
     .where(_sessions.c.token_hash == bindparam("token_hash"))
 )
+# On PostgreSQL the same join runs inside a PL/pgSQL function (catalog
+# migration c0002), which keeps its plan per server connection instead of
+# planning it on every request. Same columns, same types, same rows.
+_LOGIN_FUNCTION = func.tenantapp_login_lookup(bindparam("token_hash", type_=String)).table_valued(
+    *(column(c.key, c.type) for c in _LOGIN_QUERY.selected_columns)
+)
+_LOGIN_QUERY_POSTGRESQL = select(*_LOGIN_FUNCTION.c)
 
 
 def _expired(created_at, last_used_at, now, settings):
@@ -95,7 +102,8 @@ def load_login(connection, token_hash, now, settings):
 
     None for an unknown, logged-out, idle, too old or disabled user's session.
     """
-    row = connection.execute(_LOGIN_QUERY, {"token_hash": token_hash}).first()
+    query = _LOGIN_QUERY_POSTGRESQL if connection.dialect.name == "postgresql" else _LOGIN_QUERY
+    row = connection.execute(query, {"token_hash": token_hash}).first()
     if row is None or row.disabled:
         return None
     if _expired(row.created_at, row.last_used_at, now, settings):

@@ -4,6 +4,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tenantapp import migrations
 from tenantapp.db.budget import ConnectionBudget
 from tenantapp.db.directory import TenantDirectory
 from tenantapp.db.factory import DBFactory
@@ -51,6 +52,8 @@ def includeme(config):
     catalog, directory = build_databases(config.registry, settings)
     try:
         count = directory.register_known()
+        with catalog.engine.connect() as connection:
+            revision = migrations.current_revision(connection)
     except SQLAlchemyError as exc:
         # Start anyway: requests answer 503 until the catalog is back, and
         # tenants are then found on first use.
@@ -60,3 +63,10 @@ def includeme(config):
         )
     else:
         log.info("registered %d tenant database(s)", count)
+        if revision != migrations.head_revision("catalog"):
+            log.error(
+                "the catalog schema is at %s, this version needs %s: run "
+                "tenantapp-admin CONFIG init (until then /readyz answers 503)",
+                revision,
+                migrations.head_revision("catalog"),
+            )

@@ -5,6 +5,7 @@ half-migrated fleet shows which tenant is where, and running the migration
 again resumes where it stopped.
 """
 
+import functools
 import os
 
 from alembic import command
@@ -30,8 +31,9 @@ def alembic_config(schema, connection=None):
     return config
 
 
+@functools.cache
 def head_revision(schema):
-    """The newest revision of ``schema``'s history."""
+    """The newest revision of ``schema``'s history (read once per process)."""
     return ScriptDirectory.from_config(alembic_config(schema)).get_current_head()
 
 
