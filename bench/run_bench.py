@@ -46,7 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 INI = ROOT / "production.ini"
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
+# The floor kit beside the checkout (../shared/bench), or wherever BENCH_KIT says.
+SHARED_BENCH = Path(os.environ.get("BENCH_KIT") or ROOT.parent / "shared" / "bench")
 OWN_LUA = Path(__file__).resolve().parent / "alternate_cookies.lua"
 
 sys.path.insert(0, str(ROOT / "tests"))
@@ -661,7 +662,9 @@ class Bench:
     def run_compare(self, run=1, runs=1):
         script = SHARED_BENCH / "compare.sh"
         if not script.is_file():
-            self.notes.append(f"floor comparison skipped: {script} does not exist")
+            self.notes.append(
+                f"floor comparison skipped: {script} does not exist (set BENCH_KIT=DIR)"
+            )
             log(self.notes[-1])
             return
         alice, bob = (self.logins[u].cookie for u in USERS)
