@@ -5,12 +5,41 @@ the default lives here, not in the ini file's [DEFAULT], which would win over
 the command line.
 """
 
+import logging
+
 import waitress
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantapp import migrations
+from tenantapp.interfaces import IDBFactory
 
 DEFAULT_PORT = "6543"
+
+log = logging.getLogger(__name__)
 
 
 def serve(app, global_conf, **options):
     options.setdefault("port", global_conf.get("http_port") or DEFAULT_PORT)
+    warn_if_catalog_is_behind(app.registry)
     waitress.serve(app, **options)
     return 0
+
+
+def warn_if_catalog_is_behind(registry):
+    """Log an error when the catalog's schema is older than this code needs.
+
+    Here, not in the app factory: ``tenantapp-admin init``, which upgrades
+    the catalog, builds the app too. /readyz answers 503 meanwhile.
+    """
+    try:
+        with registry.getUtility(IDBFactory, "catalog").engine.connect() as connection:
+            revision = migrations.current_revision(connection)
+    except SQLAlchemyError:
+        return  # the app factory has already said the catalog is not readable
+    if revision != migrations.head_revision("catalog"):
+        log.error(
+            "the catalog schema is at %s, this version needs %s: run "
+            "tenantapp-admin CONFIG init (until then /readyz answers 503)",
+            revision,
+            migrations.head_revision("catalog"),
+        )
