@@ -294,6 +294,47 @@ def dispose_app(app):
     app.registry.getUtility(IDBFactory, "catalog").dispose()
 
 
+# What must never appear in an error body: stack traces, SQL, driver names,
+# the test views' exception.
+LEAK_MARKERS = (
+    "traceback",
+    'file "',
+    "sqlalchemy",
+    "psycopg",
+    "sqlite",
+    "select ",
+    "insert ",
+    "runtimeerror",
+    "boom",
+)
+
+
+def assert_error(response, status, code, fields=None):
+    """``response`` is API.md's error ``status`` and ``code``, and leaks nothing.
+
+    A 422 lists its fields, each with a message (exactly ``fields`` when
+    given). Returns the error object.
+    """
+    assert response.status_int == status, (response.status, response.body[:500])
+    assert response.content_type == "application/json", response.headers
+    body = response.json
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    expected = {"code", "message", "fields"} if code == "validation_failed" else {"code", "message"}
+    assert set(error) == expected, error
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    if code == "validation_failed":
+        assert isinstance(error["fields"], dict) and error["fields"]
+        assert all(isinstance(m, str) and m for m in error["fields"].values()), error["fields"]
+        if fields is not None:
+            assert set(error["fields"]) == set(fields), error["fields"]
+    text = response.body.decode("utf-8").lower()
+    for marker in LEAK_MARKERS:
+        assert marker not in text, f"{marker!r} leaked into {text!r}"
+    return error
+
+
 def tenant_rows(admin, tenant, model):
     """Every row of ``model`` in ``tenant``'s database, read by another connection."""
     with admin.directory.factory(tenant).transaction(write=False) as db:

@@ -15,40 +15,10 @@ import pytest
 from sqlalchemy import select
 from webob import Request
 
+from conftest import assert_error
 from tenantapp.models.catalog import LoginFailure, Tenant
 
 MIB = 1024 * 1024
-# What must never appear in an error body: stack traces, SQL, driver names.
-LEAK_MARKERS = (
-    "traceback",
-    'file "',
-    "sqlalchemy",
-    "psycopg",
-    "sqlite",
-    "select ",
-    "insert into",
-    "runtimeerror",
-    "boom",
-)
-
-
-def assert_error(response, status, code):
-    """``response`` is the contract's error ``status``/``code``; returns the error object."""
-    assert response.status_int == status, (response.status, response.body[:500])
-    assert response.content_type == "application/json"
-    body = response.json
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    expected = {"code", "message", "fields"} if code == "validation_failed" else {"code", "message"}
-    assert set(error) == expected, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    if code == "validation_failed":
-        assert isinstance(error["fields"], dict) and error["fields"]
-    text = response.body.decode("utf-8").lower()
-    for marker in LEAK_MARKERS:
-        assert marker not in text, f"{marker!r} leaked into {text!r}"
-    return error
 
 
 def allow_header(response):

@@ -4,29 +4,12 @@ from datetime import datetime
 
 import pytest
 
-from conftest import tenant_rows
+from conftest import assert_error, tenant_rows
 from tenantapp.models.tenant import Project, Task
 from tenantapp.models.types import utcnow
 
 PROJECT_KEYS = {"id", "name", "description", "created_at", "updated_at", "version"}
 READ_ONLY = ("id", "version", "created_at", "updated_at")
-
-
-def assert_error(response, code, fields=None):
-    """The JSON error body of API.md: code, message, and ``fields`` for 422 only."""
-    assert response.content_type == "application/json"
-    body = response.json
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    if code == "validation_failed":
-        assert set(error) == {"code", "message", "fields"}
-        assert set(error["fields"]) == set(fields), error["fields"]
-        assert all(isinstance(m, str) and m for m in error["fields"].values())
-    else:
-        assert set(error) == {"code", "message"}
-    return error
 
 
 def create(client, name="Alpha", **fields):
@@ -107,15 +90,15 @@ def test_unknown_project_is_404(editor):
     project = create(editor, "Alpha")
     editor.delete(url(project))
     body = {"name": "x", "description": ""}
-    assert_error(editor.get(url(project), status=404), "not_found")
-    assert_error(editor.put(url(project), body, status=404), "not_found")
-    assert_error(editor.patch(url(project), body, status=404), "not_found")
-    assert_error(editor.delete(url(project), status=404), "not_found")
+    assert_error(editor.get(url(project), status=404), 404, "not_found")
+    assert_error(editor.put(url(project), body, status=404), 404, "not_found")
+    assert_error(editor.patch(url(project), body, status=404), 404, "not_found")
+    assert_error(editor.delete(url(project), status=404), 404, "not_found")
     # 404 for the object comes before 412.
     response = editor.patch(url(project), body, headers={"If-Match": '"9"'}, status=404)
-    assert_error(response, "not_found")
+    assert_error(response, 404, "not_found")
     # An id no table can hold is no object either.
-    assert_error(editor.get("/api/projects/99999999999999999999", status=404), "not_found")
+    assert_error(editor.get("/api/projects/99999999999999999999", status=404), 404, "not_found")
 
 
 # --- validation -----------------------------------------------------------------
@@ -130,7 +113,7 @@ def test_name_is_stored_trimmed(editor, admin):
 @pytest.mark.parametrize("name", ["", "   ", "\t\n"])
 def test_empty_name_is_refused(editor, admin, name):
     response = editor.post("/api/projects", {"name": name}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
     assert db_projects(admin) == {}
 
 
@@ -140,7 +123,7 @@ def test_name_length_counts_characters_after_trimming(editor, admin):
     assert create(editor, "ü" * 200)["name"] == "ü" * 200
     for name in ("c" * 201, "ö" * 201):
         response = editor.post("/api/projects", {"name": name}, status=422)
-        assert_error(response, "validation_failed", {"name"})
+        assert_error(response, 422, "validation_failed", {"name"})
     assert len(db_projects(admin)) == 3
 
 
@@ -148,27 +131,27 @@ def test_description_up_to_10000_characters(editor, admin):
     assert create(editor, "A", description="d" * 10000)["description"] == "d" * 10000
     assert create(editor, "B", description="é" * 10000)["description"] == "é" * 10000
     response = editor.post("/api/projects", {"name": "C", "description": "d" * 10001}, status=422)
-    assert_error(response, "validation_failed", {"description"})
+    assert_error(response, 422, "validation_failed", {"description"})
     assert sorted(p.name for p in db_projects(admin).values()) == ["A", "B"]
 
 
 def test_name_is_required(editor):
     response = editor.post("/api/projects", {"description": "x"}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
 
 
 @pytest.mark.parametrize("duplicate", ["Alpha", "alpha", "ALPHA", "  aLpHa  "])
 def test_duplicate_name_ignoring_case_is_422(editor, admin, duplicate):
     create(editor, "Alpha")
     response = editor.post("/api/projects", {"name": duplicate}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
     assert [p.name for p in db_projects(admin).values()] == ["Alpha"]
 
 
 def test_duplicate_name_ignoring_case_beyond_ascii(editor, admin):
     create(editor, "Ärger")
     response = editor.post("/api/projects", {"name": "ärger"}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
     assert [p.name for p in db_projects(admin).values()] == ["Ärger"]
 
 
@@ -176,9 +159,9 @@ def test_rename_to_a_duplicate_is_422(editor, admin):
     alpha = create(editor, "Alpha")
     beta = create(editor, "Beta")
     response = editor.patch(url(beta), {"name": "ALPHA"}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
     response = editor.put(url(beta), {"name": " alpha ", "description": ""}, status=422)
-    assert_error(response, "validation_failed", {"name"})
+    assert_error(response, 422, "validation_failed", {"name"})
     stored = db_projects(admin)
     assert (stored[beta["id"]].name, stored[beta["id"]].version) == ("Beta", 1)
     assert (stored[alpha["id"]].name, stored[alpha["id"]].version) == ("Alpha", 1)
@@ -218,14 +201,14 @@ def test_name_of_a_deleted_project_is_free_again(editor):
 )
 def test_create_refuses_bad_bodies(editor, admin, body, fields):
     response = editor.post("/api/projects", body, status=422)
-    assert_error(response, "validation_failed", fields)
+    assert_error(response, 422, "validation_failed", fields)
     assert db_projects(admin) == {}
 
 
 @pytest.mark.parametrize("raw", [b'{"name": NaN}', b'{"name": "A", "x": Infinity}', b"[1]", b"{"])
 def test_body_that_is_no_json_object_is_400(editor, admin, raw):
     response = editor.raw("POST", "/api/projects", raw, status=400)
-    assert_error(response, "invalid_json")
+    assert_error(response, 400, "invalid_json")
     assert db_projects(admin) == {}
 
 
@@ -248,7 +231,7 @@ def test_body_that_is_no_json_object_is_400(editor, admin, raw):
 def test_update_refuses_bad_bodies(editor, admin, method, body, fields):
     project = create(editor, "Alpha", description="keep")
     response = getattr(editor, method)(url(project), body, status=422)
-    assert_error(response, "validation_failed", fields)
+    assert_error(response, 422, "validation_failed", fields)
     stored = db_projects(admin)[project["id"]]
     assert (stored.name, stored.description, stored.version) == ("Alpha", "keep", 1)
 
@@ -257,7 +240,7 @@ def test_read_only_field_with_its_current_value_is_still_refused(editor):
     project = create(editor, "Alpha")
     body = {"name": "Alpha", "description": "", "id": project["id"], "version": 1}
     response = editor.put(url(project), body, status=422)
-    assert_error(response, "validation_failed", {"id", "version"})
+    assert_error(response, 422, "validation_failed", {"id", "version"})
 
 
 # --- PUT and PATCH --------------------------------------------------------------
@@ -290,7 +273,7 @@ def test_put_replaces_every_field(editor, admin, clock):
 def test_put_without_every_writable_field_is_422(editor, admin, body, missing):
     project = create(editor, "Alpha", description="old")
     response = editor.put(url(project), body, status=422)
-    assert_error(response, "validation_failed", missing)
+    assert_error(response, 422, "validation_failed", missing)
     stored = db_projects(admin)[project["id"]]
     assert (stored.name, stored.description, stored.version) == ("Alpha", "old", 1)
 
@@ -366,12 +349,14 @@ def test_stale_if_match_is_412_and_changes_nothing(editor, admin, stale):
     before = db_projects(admin)[project["id"]]
     headers = {"If-Match": stale}
     response = editor.patch(url(project), {"name": "Gamma"}, headers=headers, status=412)
-    assert_error(response, "precondition_failed")
+    assert_error(response, 412, "precondition_failed")
     response = editor.put(
         url(project), {"name": "Gamma", "description": "x"}, headers=headers, status=412
     )
-    assert_error(response, "precondition_failed")
-    assert_error(editor.delete(url(project), headers=headers, status=412), "precondition_failed")
+    assert_error(response, 412, "precondition_failed")
+    assert_error(
+        editor.delete(url(project), headers=headers, status=412), 412, "precondition_failed"
+    )
     after = db_projects(admin)[project["id"]]
     assert (after.name, after.description, after.version, after.updated_at) == (
         before.name,
@@ -393,7 +378,7 @@ def test_stale_if_match_delete_keeps_the_tasks(editor, admin):
 def test_412_comes_before_422(editor):
     project = create(editor, "Alpha")
     response = editor.patch(url(project), {"name": 5}, headers={"If-Match": '"7"'}, status=412)
-    assert_error(response, "precondition_failed")
+    assert_error(response, 412, "precondition_failed")
 
 
 def test_without_if_match_the_write_applies_to_the_current_version(new_client, make_user):
@@ -418,8 +403,8 @@ def test_delete_answers_204_then_404(editor, admin):
     response = editor.delete(url(project))
     assert response.status_int == 204
     assert response.body == b""
-    assert_error(editor.get(url(project), status=404), "not_found")
-    assert_error(editor.delete(url(project), status=404), "not_found")
+    assert_error(editor.get(url(project), status=404), 404, "not_found")
+    assert_error(editor.delete(url(project), status=404), 404, "not_found")
     assert db_projects(admin) == {}
 
 
@@ -438,8 +423,8 @@ def test_delete_takes_the_tasks_with_it(editor, admin):
     assert [t.id for t in tenant_rows(admin, "acme", Task)] == [kept_task["id"]]
     assert list(db_projects(admin)) == [kept["id"]]
     for task in doomed_tasks:
-        assert_error(editor.get(f"/api/tasks/{task['id']}", status=404), "not_found")
-    assert_error(editor.get(f"{url(doomed)}/tasks", status=404), "not_found")
+        assert_error(editor.get(f"/api/tasks/{task['id']}", status=404), 404, "not_found")
+    assert_error(editor.get(f"{url(doomed)}/tasks", status=404), 404, "not_found")
     assert editor.get("/api/tasks").json == {"items": [kept_task], "next": None}
 
 
@@ -499,14 +484,14 @@ def test_limit_200_returns_200_rows(editor, admin):
 def test_bad_limit_is_400(editor, limit):
     create(editor, "Alpha")
     response = editor.get("/api/projects", params={"limit": limit}, status=400)
-    assert_error(response, "bad_request")
+    assert_error(response, 400, "bad_request")
 
 
 @pytest.mark.parametrize("after", ["garbage", "", "1", "aWQ6", "aWQ6LTE", "%%%", "aWQ6MQ=="])
 def test_bad_cursor_is_400(editor, after):
     create(editor, "Alpha")
     response = editor.get("/api/projects", params={"after": after}, status=400)
-    assert_error(response, "bad_request")
+    assert_error(response, 400, "bad_request")
 
 
 def test_walking_pages_returns_every_row_once(editor):
@@ -580,7 +565,7 @@ def test_viewer_reads_but_may_not_write(new_client, make_user, admin):
         viewer.post("/api/projects", {"name": 5}, status=403),
     ]
     for response in checks:
-        assert_error(response, "forbidden")
+        assert_error(response, 403, "forbidden")
     stored = db_projects(admin)
     assert list(stored) == [project["id"]]
     assert (stored[project["id"]].name, stored[project["id"]].version) == ("Alpha", 1)
@@ -608,13 +593,13 @@ def test_without_a_chosen_tenant_is_403_tenant_required(client, make_user, admin
         client.delete("/api/projects/1", status=403),
     ]
     for response in responses:
-        assert_error(response, "tenant_required")
+        assert_error(response, 403, "tenant_required")
     assert db_projects(admin) == {} and db_projects(admin, "globex") == {}
 
 
 def test_without_login_is_401(client):
-    assert_error(client.get("/api/projects", status=401), "unauthenticated")
-    assert_error(client.post("/api/projects", {"name": "A"}, status=401), "unauthenticated")
+    assert_error(client.get("/api/projects", status=401), 401, "unauthenticated")
+    assert_error(client.post("/api/projects", {"name": "A"}, status=401), 401, "unauthenticated")
 
 
 def test_tenants_are_isolated(new_client, make_user, admin):
@@ -626,13 +611,13 @@ def test_tenants_are_isolated(new_client, make_user, admin):
 
     theirs = create(globex, "Globex secret", description="theirs")
     # acme holds no project at all: the globex id names nothing here.
-    assert_error(acme.get(url(theirs), status=404), "not_found")
-    assert_error(acme.get(f"{url(theirs)}/tasks", status=404), "not_found")
-    assert_error(acme.patch(url(theirs), {"name": "Mine"}, status=404), "not_found")
+    assert_error(acme.get(url(theirs), status=404), 404, "not_found")
+    assert_error(acme.get(f"{url(theirs)}/tasks", status=404), 404, "not_found")
+    assert_error(acme.patch(url(theirs), {"name": "Mine"}, status=404), 404, "not_found")
     assert_error(
-        acme.put(url(theirs), {"name": "Mine", "description": ""}, status=404), "not_found"
+        acme.put(url(theirs), {"name": "Mine", "description": ""}, status=404), 404, "not_found"
     )
-    assert_error(acme.delete(url(theirs), status=404), "not_found")
+    assert_error(acme.delete(url(theirs), status=404), 404, "not_found")
     assert acme.get("/api/projects").json == {"items": [], "next": None}
 
     # Names are unique per tenant, not across tenants.

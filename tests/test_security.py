@@ -16,7 +16,7 @@ import webtest
 from sqlalchemy import select, text
 from webob import Request
 
-from conftest import PASSWORD, SECRET, Clock, tenant_rows
+from conftest import PASSWORD, SECRET, Clock, assert_error, tenant_rows
 from tenantapp import make_app
 from tenantapp.auth import throttle, tokens
 from tenantapp.cli import CommandError
@@ -27,28 +27,9 @@ from tenantapp.schemas import encode_cursor
 
 MIB = 1024 * 1024
 COOKIE = "session"
-# What must never appear in an error body: stack traces, SQL, driver names.
-LEAK_MARKERS = ("traceback", 'file "', "sqlalchemy", "psycopg", "sqlite", "select ", "insert ")
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-def assert_error(response, status, code):
-    """``response`` is the contract's error ``status``/``code``; returns the error object."""
-    assert response.status_int == status, (response.status, response.body[:300])
-    assert response.content_type == "application/json", response.headers
-    body = response.json
-    assert set(body) == {"error"}, body
-    error = body["error"]
-    expected = {"code", "message", "fields"} if code == "validation_failed" else {"code", "message"}
-    assert set(error) == expected, error
-    assert error["code"] == code, error
-    assert isinstance(error["message"], str) and error["message"]
-    text_body = response.body.decode("utf-8").lower()
-    for marker in LEAK_MARKERS:
-        assert marker not in text_body, f"{marker!r} leaked into {text_body!r}"
-    return error
 
 
 def _table_rows(db, table):

@@ -4,7 +4,7 @@ from datetime import date, datetime
 
 import pytest
 
-from conftest import tenant_rows
+from conftest import assert_error, tenant_rows
 from tenantapp.models.tenant import Project, Task
 
 TASK_KEYS = {
@@ -18,23 +18,6 @@ TASK_KEYS = {
     "updated_at",
     "version",
 }
-
-
-def assert_error(response, code, fields=None):
-    """The JSON error body of API.md: code, message, and ``fields`` for 422 only."""
-    assert response.content_type == "application/json"
-    body = response.json
-    assert set(body) == {"error"}
-    error = body["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and error["message"]
-    if code == "validation_failed":
-        assert set(error) == {"code", "message", "fields"}
-        assert set(error["fields"]) == set(fields), error["fields"]
-        assert all(isinstance(m, str) and m for m in error["fields"].values())
-    else:
-        assert set(error) == {"code", "message"}
-    return error
 
 
 def create_project(client, name="Alpha"):
@@ -161,14 +144,14 @@ def test_unknown_task_is_404(editor, project):
         "assignee": None,
         "due_date": None,
     }
-    assert_error(editor.get(url(task), status=404), "not_found")
-    assert_error(editor.put(url(task), full, status=404), "not_found")
-    assert_error(editor.patch(url(task), {"title": "x"}, status=404), "not_found")
-    assert_error(editor.delete(url(task), status=404), "not_found")
+    assert_error(editor.get(url(task), status=404), 404, "not_found")
+    assert_error(editor.put(url(task), full, status=404), 404, "not_found")
+    assert_error(editor.patch(url(task), {"title": "x"}, status=404), 404, "not_found")
+    assert_error(editor.delete(url(task), status=404), 404, "not_found")
     # 404 for the object comes before 412.
     response = editor.patch(url(task), {"title": "x"}, headers={"If-Match": '"9"'}, status=404)
-    assert_error(response, "not_found")
-    assert_error(editor.get("/api/tasks/99999999999999999999", status=404), "not_found")
+    assert_error(response, 404, "not_found")
+    assert_error(editor.get("/api/tasks/99999999999999999999", status=404), 404, "not_found")
 
 
 @pytest.mark.parametrize("status", ["open", "in_progress", "done"])
@@ -184,7 +167,7 @@ def test_every_status_value(editor, project, status):
 @pytest.mark.parametrize("title", ["", "   ", "\n\t"])
 def test_empty_title_is_refused(editor, project, admin, title):
     response = editor.post("/api/tasks", {"project_id": project["id"], "title": title}, status=422)
-    assert_error(response, "validation_failed", {"title"})
+    assert_error(response, 422, "validation_failed", {"title"})
     assert db_tasks(admin) == {}
 
 
@@ -193,7 +176,9 @@ def test_title_length_counts_characters_after_trimming(editor, project, admin):
     assert create(editor, project, " " + "ü" * 500 + " ")["title"] == "ü" * 500
     for title in ("t" * 501, "ü" * 501):
         body = {"project_id": project["id"], "title": title}
-        assert_error(editor.post("/api/tasks", body, status=422), "validation_failed", {"title"})
+        assert_error(
+            editor.post("/api/tasks", body, status=422), 422, "validation_failed", {"title"}
+        )
     assert len(db_tasks(admin)) == 2
 
 
@@ -202,7 +187,9 @@ def test_assignee_up_to_150_characters_or_null(editor, project, admin):
     assert create(editor, project, assignee="ß" * 150)["assignee"] == "ß" * 150
     assert create(editor, project, assignee=None)["assignee"] is None
     body = {"project_id": project["id"], "title": "T", "assignee": "a" * 151}
-    assert_error(editor.post("/api/tasks", body, status=422), "validation_failed", {"assignee"})
+    assert_error(
+        editor.post("/api/tasks", body, status=422), 422, "validation_failed", {"assignee"}
+    )
     assert len(db_tasks(admin)) == 3
 
 
@@ -240,10 +227,10 @@ def test_due_date_accepts_real_dates(editor, project, admin, due_date):
 def test_due_date_refuses_anything_else(editor, project, admin, due_date):
     body = {"project_id": project["id"], "title": "T", "due_date": due_date}
     response = editor.post("/api/tasks", body, status=422)
-    assert_error(response, "validation_failed", {"due_date"})
+    assert_error(response, 422, "validation_failed", {"due_date"})
     task = create(editor, project, due_date="2026-01-01")
     response = editor.patch(url(task), {"due_date": due_date}, status=422)
-    assert_error(response, "validation_failed", {"due_date"})
+    assert_error(response, 422, "validation_failed", {"due_date"})
     assert stored(admin, task)["due_date"] == date(2026, 1, 1)
     assert len(db_tasks(admin)) == 1
 
@@ -276,7 +263,7 @@ def test_due_date_refuses_anything_else(editor, project, admin, due_date):
 def test_create_refuses_bad_bodies(editor, project, admin, extra, fields):
     body = {"project_id": project["id"], "title": "T", **extra}
     response = editor.post("/api/tasks", body, status=422)
-    assert_error(response, "validation_failed", fields)
+    assert_error(response, 422, "validation_failed", fields)
     assert db_tasks(admin) == {}
 
 
@@ -285,7 +272,7 @@ def test_create_needs_project_and_title(editor, project, missing):
     body = {"project_id": project["id"], "title": "T"}
     del body[missing]
     response = editor.post("/api/tasks", body, status=422)
-    assert_error(response, "validation_failed", {missing})
+    assert_error(response, 422, "validation_failed", {missing})
 
 
 def test_project_that_does_not_exist_is_422(editor, project, admin):
@@ -294,10 +281,10 @@ def test_project_that_does_not_exist_is_422(editor, project, admin):
     for project_id in (gone["id"], 2**31 - 1, 2**31, 2**53):
         body = {"project_id": project_id, "title": "T"}
         response = editor.post("/api/tasks", body, status=422)
-        assert_error(response, "validation_failed", {"project_id"})
+        assert_error(response, 422, "validation_failed", {"project_id"})
     task = create(editor, project)
     response = editor.patch(url(task), {"project_id": gone["id"]}, status=422)
-    assert_error(response, "validation_failed", {"project_id"})
+    assert_error(response, 422, "validation_failed", {"project_id"})
     full = {
         "project_id": gone["id"],
         "title": "T",
@@ -305,7 +292,7 @@ def test_project_that_does_not_exist_is_422(editor, project, admin):
         "assignee": None,
         "due_date": None,
     }
-    assert_error(editor.put(url(task), full, status=422), "validation_failed", {"project_id"})
+    assert_error(editor.put(url(task), full, status=422), 422, "validation_failed", {"project_id"})
     assert stored(admin, task)["project_id"] == project["id"]
     assert stored(admin, task)["version"] == 1
 
@@ -313,7 +300,7 @@ def test_project_that_does_not_exist_is_422(editor, project, admin):
 @pytest.mark.parametrize("raw", [b'{"title": NaN}', b'{"project_id": Infinity}', b'"x"', b"{"])
 def test_body_that_is_no_json_object_is_400(editor, admin, raw):
     response = editor.raw("POST", "/api/tasks", raw, status=400)
-    assert_error(response, "invalid_json")
+    assert_error(response, 400, "invalid_json")
     assert db_tasks(admin) == {}
 
 
@@ -344,7 +331,7 @@ def test_patch_refuses_bad_bodies(editor, project, admin, body, fields):
     task = create(editor, project, "Keep", assignee="bob", due_date="2026-11-21")
     before = stored(admin, task)
     response = editor.patch(url(task), body, status=422)
-    assert_error(response, "validation_failed", fields)
+    assert_error(response, 422, "validation_failed", fields)
     assert stored(admin, task) == before
 
 
@@ -400,7 +387,7 @@ def test_put_without_every_writable_field_is_422(editor, project, admin, missing
     }
     del body[missing]
     response = editor.put(url(task), body, status=422)
-    assert_error(response, "validation_failed", {missing})
+    assert_error(response, 422, "validation_failed", {missing})
     assert stored(admin, task) == {
         "project_id": project["id"],
         "title": "Keep",
@@ -416,7 +403,7 @@ def test_put_with_read_only_fields_is_422(editor, project):
     body = {k: task[k] for k in ("project_id", "title", "status", "assignee", "due_date")}
     for name in ("id", "version", "created_at", "updated_at"):
         response = editor.put(url(task), {**body, name: task[name]}, status=422)
-        assert_error(response, "validation_failed", {name})
+        assert_error(response, 422, "validation_failed", {name})
 
 
 def test_patch_changes_only_the_fields_sent(editor, project, admin):
@@ -533,7 +520,7 @@ def test_stale_if_match_is_412_and_changes_nothing(editor, project, admin, stale
     before_row = db_tasks(admin)[task["id"]]
     headers = {"If-Match": stale}
     response = editor.patch(url(task), {"title": "New"}, headers=headers, status=412)
-    assert_error(response, "precondition_failed")
+    assert_error(response, 412, "precondition_failed")
     body = {
         "project_id": project["id"],
         "title": "New",
@@ -541,11 +528,13 @@ def test_stale_if_match_is_412_and_changes_nothing(editor, project, admin, stale
         "assignee": "x",
         "due_date": None,
     }
-    assert_error(editor.put(url(task), body, headers=headers, status=412), "precondition_failed")
-    assert_error(editor.delete(url(task), headers=headers, status=412), "precondition_failed")
+    assert_error(
+        editor.put(url(task), body, headers=headers, status=412), 412, "precondition_failed"
+    )
+    assert_error(editor.delete(url(task), headers=headers, status=412), 412, "precondition_failed")
     # 412 comes before 422.
     response = editor.patch(url(task), {"title": 5}, headers=headers, status=412)
-    assert_error(response, "precondition_failed")
+    assert_error(response, 412, "precondition_failed")
     assert stored(admin, task) == before
     assert before["version"] == 2
     assert db_tasks(admin)[task["id"]].updated_at == before_row.updated_at
@@ -576,8 +565,8 @@ def test_delete_answers_204_then_404(editor, project, admin):
     response = editor.delete(url(task))
     assert response.status_int == 204
     assert response.body == b""
-    assert_error(editor.get(url(task), status=404), "not_found")
-    assert_error(editor.delete(url(task), status=404), "not_found")
+    assert_error(editor.get(url(task), status=404), 404, "not_found")
+    assert_error(editor.delete(url(task), status=404), 404, "not_found")
     assert list(db_tasks(admin)) == [kept["id"]]
     assert [p.id for p in tenant_rows(admin, "acme", Project)] == [project["id"]]
 
@@ -623,13 +612,13 @@ def test_project_tasks_take_the_same_filters(editor, project):
     # project_id of another project under this one: nothing matches.
     assert ids(editor.get(path, params={"project_id": str(other["id"])}).json) == []
     for params in ({"project_id": "abc"}, {"status": "bogus"}, {"limit": "0"}, {"after": "x"}):
-        assert_error(editor.get(path, params=params, status=400), "bad_request")
+        assert_error(editor.get(path, params=params, status=400), 400, "bad_request")
 
 
 def test_project_tasks_of_an_unknown_project_is_404(editor, project):
     gone = create_project(editor, "Gone")
     editor.delete(f"/api/projects/{gone['id']}")
-    assert_error(editor.get(f"/api/projects/{gone['id']}/tasks", status=404), "not_found")
+    assert_error(editor.get(f"/api/projects/{gone['id']}/tasks", status=404), 404, "not_found")
 
 
 def test_default_limit_is_50_and_bounds(editor, project, admin):
@@ -661,13 +650,13 @@ def test_default_limit_is_50_and_bounds(editor, project, admin):
 @pytest.mark.parametrize("limit", ["0", "201", "abc", "-5", "", "2.0"])
 def test_bad_limit_is_400(editor, project, limit):
     create(editor, project)
-    assert_error(editor.get("/api/tasks", params={"limit": limit}, status=400), "bad_request")
+    assert_error(editor.get("/api/tasks", params={"limit": limit}, status=400), 400, "bad_request")
 
 
 @pytest.mark.parametrize("after", ["garbage", "", "0", "aWQ6", "aWQ6eA", "!!"])
 def test_bad_cursor_is_400(editor, project, after):
     create(editor, project)
-    assert_error(editor.get("/api/tasks", params={"after": after}, status=400), "bad_request")
+    assert_error(editor.get("/api/tasks", params={"after": after}, status=400), 400, "bad_request")
 
 
 def test_walking_pages_returns_every_row_once(editor, project):
@@ -797,7 +786,7 @@ def test_filters_combine(editor, project):
 )
 def test_malformed_filter_is_400(editor, project, params):
     create(editor, project)
-    assert_error(editor.get("/api/tasks", params=params, status=400), "bad_request")
+    assert_error(editor.get("/api/tasks", params=params, status=400), 400, "bad_request")
 
 
 # --- who may do what -------------------------------------------------------------
@@ -836,7 +825,7 @@ def test_viewer_reads_but_may_not_write(new_client, make_user, admin):
         viewer.post("/api/tasks", {"title": 5}, status=403),
     ]
     for response in responses:
-        assert_error(response, "forbidden")
+        assert_error(response, 403, "forbidden")
     assert stored(admin, task) == {
         "project_id": project["id"],
         "title": "Write tests",
@@ -862,7 +851,7 @@ def test_without_a_chosen_tenant_is_403_tenant_required(client, make_user, admin
         client.delete("/api/tasks/1", status=403),
     ]
     for response in responses:
-        assert_error(response, "tenant_required")
+        assert_error(response, 403, "tenant_required")
     assert db_tasks(admin) == {} and db_tasks(admin, "globex") == {}
 
 
@@ -883,10 +872,10 @@ def test_tenants_are_isolated(new_client, make_user, admin):
         "assignee": None,
         "due_date": None,
     }
-    assert_error(acme.get(url(theirs), status=404), "not_found")
-    assert_error(acme.put(url(theirs), full, status=404), "not_found")
-    assert_error(acme.patch(url(theirs), {"title": "Mine"}, status=404), "not_found")
-    assert_error(acme.delete(url(theirs), status=404), "not_found")
+    assert_error(acme.get(url(theirs), status=404), 404, "not_found")
+    assert_error(acme.put(url(theirs), full, status=404), 404, "not_found")
+    assert_error(acme.patch(url(theirs), {"title": "Mine"}, status=404), 404, "not_found")
+    assert_error(acme.delete(url(theirs), status=404), 404, "not_found")
     assert acme.get("/api/tasks").json == {"items": [], "next": None}
     params = {"project_id": str(their_project["id"])}
     assert acme.get("/api/tasks", params=params).json == {"items": [], "next": None}
@@ -894,7 +883,7 @@ def test_tenants_are_isolated(new_client, make_user, admin):
     # A project of another tenant is no project here.
     body = {"project_id": their_project["id"], "title": "Sneaky"}
     response = acme.post("/api/tasks", body, status=422)
-    assert_error(response, "validation_failed", {"project_id"})
+    assert_error(response, 422, "validation_failed", {"project_id"})
 
     our_project = create_project(acme, "Acme project")
     ours = create(acme, our_project, "Acme task")
