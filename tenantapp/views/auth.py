@@ -69,8 +69,8 @@ def login(request):
     return response
 
 
-@view_config(route_name="me", request_method="GET", api=Endpoint())
-def me(request):
+def _me_response(request, tenant):
+    """``/api/me`` of the request's login, with ``tenant`` as the chosen one."""
     login = request.login
     return json_response(
         request,
@@ -79,30 +79,24 @@ def me(request):
             login.username,
             login.display_name,
             memberships(request.catalog_db, login.user_id),
-            login.tenant,
+            tenant,
             request.csrf_token,
         ),
     )
+
+
+@view_config(route_name="me", request_method="GET", api=Endpoint())
+def me(request):
+    return _me_response(request, request.login.tenant)
 
 
 @view_config(route_name="session_tenant", request_method="PUT", api=Endpoint(body=True))
 def put_session_tenant(request):
     body = validate_body(ChooseTenantBody, request.json_payload)
     login = request.login
-    db = request.catalog_db
-    access = find_access(db, login.user_id, body.tenant)
-    choose_tenant(db, login.token_hash, access.id)
-    return json_response(
-        request,
-        me_json(
-            login.user_id,
-            login.username,
-            login.display_name,
-            memberships(db, login.user_id),
-            access,
-            request.csrf_token,
-        ),
-    )
+    access = find_access(request.catalog_db, login.user_id, body.tenant)
+    choose_tenant(request.catalog_db, login.token_hash, access.id)
+    return _me_response(request, access)
 
 
 @view_config(route_name="logout", request_method="POST", api=Endpoint())

@@ -69,7 +69,8 @@ def json_response(request, body, status=200, headers=None):
     return response
 
 
-def _declared_length(request):
+def declared_length(request):
+    """The body length the client declared (0 when absent or not a number)."""
     try:
         return int(request.environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -78,7 +79,7 @@ def _declared_length(request):
 
 def _read_body(request):
     """The body, read at most one byte beyond the limit."""
-    if _declared_length(request) > MAX_BODY_BYTES:
+    if declared_length(request) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     if request.is_body_seekable:
         # pyramid_retry made it seekable: a retried request reads it again.
@@ -158,7 +159,7 @@ def api_contract(view, info):
 
     def checked_view(context, request):
         # 413: decided on the declared length before anything is read.
-        if _declared_length(request) > MAX_BODY_BYTES:
+        if declared_length(request) > MAX_BODY_BYTES:
             raise PayloadTooLarge()
         # 401
         if endpoint.login and request.login is None:
@@ -176,7 +177,7 @@ def api_contract(view, info):
             raw = _read_body(request)
             _check_json_media_type(request)
             request.json_payload = parse_json_object(raw)
-        elif _declared_length(request) > 0 and request.method not in SAFE_METHODS:
+        elif declared_length(request) > 0 and request.method not in SAFE_METHODS:
             # A body where none is expected must still be JSON if present.
             _read_body(request)
             _check_json_media_type(request)

@@ -53,7 +53,7 @@ from tenantapp.schemas import (
 )
 from tenantapp.services import login as login_service
 from tenantapp.services import projects, tasks
-from tenantapp.views.contract import MAX_BODY_BYTES, object_id
+from tenantapp.views.contract import MAX_BODY_BYTES, declared_length, object_id
 
 STATUS_LABELS = {"open": "Open", "in_progress": "In progress", "done": "Done"}
 TASKS_PER_PAGE = "20"
@@ -119,11 +119,7 @@ page_checks.options = ("page",)
 
 def _refusal(page, request):
     """The answer when ``page``'s needs are not met, else None."""
-    try:
-        declared_length = int(request.environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared_length = 0
-    if declared_length > MAX_BODY_BYTES:
+    if declared_length(request) > MAX_BODY_BYTES:
         # Refused before the form is parsed.
         return _error_page(request, 413, PayloadTooLarge.message)
     if not page.login:
@@ -452,10 +448,8 @@ def project_edit(request):
 
 def _delete_project_page(request, project, stale=None):
     count = tasks.count_tasks_by_project(request.tenant_db, [project.id])[project.id]
-    values = {"project": project, "task_count": count, "stale": stale}
-    if stale:
-        return _form_again(request, "project_delete.jinja2", **values)
-    return _render(request, "project_delete.jinja2", **values)
+    page = _form_again if stale else _render
+    return page(request, "project_delete.jinja2", project=project, task_count=count, stale=stale)
 
 
 @view_config(route_name="page_project_delete", request_method="GET", page=Page(write=True))
@@ -628,10 +622,8 @@ def task_status(request):
 
 
 def _delete_task_page(request, task, project, stale=None):
-    values = {"task": task, "project": project, "stale": stale}
-    if stale:
-        return _form_again(request, "task_delete.jinja2", **values)
-    return _render(request, "task_delete.jinja2", **values)
+    page = _form_again if stale else _render
+    return page(request, "task_delete.jinja2", task=task, project=project, stale=stale)
 
 
 @view_config(route_name="page_task_delete", request_method="GET", page=Page(write=True))
