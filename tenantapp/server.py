@@ -33,13 +33,8 @@ def warn_if_catalog_is_behind(registry):
     """
     try:
         with registry.getUtility(IDBFactory, "catalog").engine.connect() as connection:
-            revision = migrations.current_revision(connection)
+            behind = migrations.catalog_behind(connection)
     except SQLAlchemyError:
         return  # the app factory has already said the catalog is not readable
-    if revision != migrations.head_revision("catalog"):
-        log.error(
-            "the catalog schema is at %s, this version needs %s: run "
-            "tenantapp-admin CONFIG init (until then /readyz answers 503)",
-            revision,
-            migrations.head_revision("catalog"),
-        )
+    if behind:
+        log.error("%s (until then /readyz answers 503)", behind)

@@ -58,7 +58,8 @@ class DBFactory:
     def session(self, write=False) -> Session:
         """A new Session. ``write=False``: it only reads, so it takes no write lock
         (SQLite) and sends no BEGIN (PostgreSQL); see tenantapp.db.engines."""
-        return self._sessionmaker(bind=self._both_engines()[int(write)])
+        reading, writing = self._both_engines()
+        return self._sessionmaker(bind=writing if write else reading)
 
     @contextmanager
     def transaction(self, write=True):

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tenantapp.db.engines import normalize_url
@@ -40,6 +40,24 @@ def head_revision(schema):
 def current_revision(connection):
     """The revision a database is at, or None when it has no schema yet."""
     return MigrationContext.configure(connection).get_current_revision()
+
+
+_STORED_REVISION = text("SELECT version_num FROM alembic_version")
+
+
+def catalog_behind(connection):
+    """What to do when the catalog's schema is older than this code, else None.
+
+    One plain query: /readyz asks every few seconds, and Alembic's
+    MigrationContext would log two lines per call.
+    """
+    stored, needed = connection.execute(_STORED_REVISION).scalar(), head_revision("catalog")
+    if stored == needed:
+        return None
+    return (
+        f"the catalog schema is at {stored}, this version needs {needed}: "
+        "run tenantapp-admin CONFIG init"
+    )
 
 
 def upgrade(engine, schema):
