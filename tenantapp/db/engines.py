@@ -49,10 +49,6 @@ def normalize_url(url):
     return url
 
 
-def is_sqlite(url):
-    return normalize_url(url).get_backend_name() == "sqlite"
-
-
 def sqlite_path(url):
     """The file path of an SQLite URL, or None for an in-memory database."""
     database = normalize_url(url).database
