@@ -335,6 +335,26 @@ def assert_error(response, status, code, fields=None):
     return error
 
 
+def walk(client, path, limit, between_pages=None, **params):
+    """Every item of every page of ``path``, following ``next`` to the end."""
+    items, cursor = [], None
+    for _ in range(1000):
+        query = {"limit": str(limit), **params}
+        if cursor is not None:
+            query["after"] = cursor
+        page = client.get(path, params=query).json
+        assert set(page) == {"items", "next"}
+        assert len(page["items"]) <= limit
+        items.extend(page["items"])
+        cursor = page["next"]
+        if cursor is None:
+            return items
+        assert isinstance(cursor, str) and cursor
+        if between_pages is not None:
+            between_pages()
+    raise AssertionError("the pages never ended")
+
+
 def tenant_rows(admin, tenant, model):
     """Every row of ``model`` in ``tenant``'s database, read by another connection."""
     with admin.directory.factory(tenant).transaction(write=False) as db:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import assert_error, tenant_rows
+from conftest import assert_error, tenant_rows, walk
 from tenantapp.models.tenant import Project, Task
 from tenantapp.models.types import utcnow
 
@@ -22,26 +22,6 @@ def url(project):
 
 def db_projects(admin, tenant="acme"):
     return {p.id: p for p in tenant_rows(admin, tenant, Project)}
-
-
-def walk(client, path, limit, between_pages=None, **params):
-    """Every item of every page of ``path``, following ``next`` to the end."""
-    items, cursor = [], None
-    for _ in range(1000):
-        query = {"limit": str(limit), **params}
-        if cursor is not None:
-            query["after"] = cursor
-        page = client.get(path, params=query).json
-        assert set(page) == {"items", "next"}
-        assert len(page["items"]) <= limit
-        items.extend(page["items"])
-        cursor = page["next"]
-        if cursor is None:
-            return items
-        assert isinstance(cursor, str) and cursor
-        if between_pages is not None:
-            between_pages()
-    raise AssertionError("the pages never ended")
 
 
 # --- create and read ------------------------------------------------------------
