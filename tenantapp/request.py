@@ -1,16 +1,78 @@
 """TenantRequest: the custom Request class, with the request's databases on it."""
 
+import logging
 from dataclasses import replace
 
 import transaction
 from pyramid.decorator import reify
 from pyramid.request import Request
+from sqlalchemy.exc import SQLAlchemyError
+from webob.cookies import RequestCookies, parse_cookie
 
 from tenantapp.auth import tokens
 from tenantapp.auth.sessions import load_login, touch_login
-from tenantapp.db.session import SAFE_METHODS, open_request_session
+from tenantapp.db.session import open_request_session
 from tenantapp.errors import Forbidden, TenantRequired, TenantSuspended
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
+
+log = logging.getLogger(__name__)
+
+
+def readable_cookies(header):
+    """``{name: value}`` of a ``Cookie`` header (WSGI: its bytes as latin-1).
+
+    WebOb's parser and WebOb's answers (of a name sent twice, the last copy
+    counts), except that a cookie it cannot read is no cookie, instead of an
+    exception for the whole header: a value that is not UTF-8 (``"x.\\377"``,
+    an octal escape in quotes) is skipped as if it had not been sent.
+    """
+    cookies = {}
+    try:
+        for raw_name, raw_value in parse_cookie(header):
+            try:
+                # WebOb's pattern lets ASCII names only through.
+                cookies[raw_name.decode("ascii")] = raw_value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    except UnicodeEncodeError:
+        return {}  # not latin-1: no WSGI server hands over such a header
+    return cookies
+
+
+class ReadableCookies(RequestCookies):
+    """``request.cookies`` through :func:`readable_cookies`.
+
+    WebOb decodes every cookie of the header on first use and raises for all
+    of them when one is not UTF-8: one stray byte from a client was a 500 on
+    every route that reads any cookie. Cached like WebOb's, per header value.
+    """
+
+    @property
+    def _cache(self):
+        environ = self._environ
+        header = environ.get("HTTP_COOKIE", "")
+        cache, cached_header = environ.get(self._cache_key, ({}, None))
+        if cached_header != header:
+            cache = readable_cookies(header)
+            environ[self._cache_key] = (cache, header)
+        return cache
+
+
+def _record_use(catalog, touch):
+    """A finished callback that commits ``touch`` (the login's "last used")."""
+
+    def record_use(request):
+        try:
+            with catalog.transaction() as db:
+                db.execute(touch)
+        except SQLAlchemyError as exc:
+            # The answer is given; an unrecorded use only brings the idle
+            # expiry closer, and the next request records it again.
+            # (The first line only: the rest is the statement and its parameters.)
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("could not record the use of a login session: %s", reason)
+
+    return record_use
 
 
 class TenantRequest(Request):
@@ -29,6 +91,16 @@ class TenantRequest(Request):
         (the ``transaction`` package's default manager is thread-local).
         """
         return self.environ.get("tm.manager") or transaction.TransactionManager(explicit=True)
+
+    @property
+    def cookies(self):
+        """The request's cookies; one that cannot be read is no cookie (see
+        :class:`ReadableCookies`), never an exception."""
+        return ReadableCookies(self.environ)
+
+    @cookies.setter
+    def cookies(self, value):
+        Request.cookies.fset(self, value)
 
     @reify
     def now(self):
@@ -61,13 +133,14 @@ class TenantRequest(Request):
             return None
         touch = touch_login(login, self.now, settings)
         if touch is not None:
-            # A writing request records the use in its own transaction; a
-            # reading one has none, so it commits the one UPDATE on its own.
-            if self.method in SAFE_METHODS:
-                with catalog.transaction() as db:
-                    db.execute(touch)
-            else:
-                self.catalog_db.execute(touch)
+            # Committed on its own once the request is over, whatever its
+            # outcome: a write that fails is still a use, and the catalog is
+            # never a second participant in the commit of a tenant write
+            # (committed one after the other, a catalog failure after the
+            # tenant's commit answered 503 for an applied write). After the
+            # request, too, it never waits on the request's own catalog
+            # transaction (SQLite has one writer at a time).
+            self.add_finished_callback(_record_use(catalog, touch))
             login = replace(login, last_used_at=self.now)
         return login
 

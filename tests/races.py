@@ -98,3 +98,44 @@ class _Call:
 def in_thread(function, *args, **kwargs):
     """Start ``function(*args, **kwargs)`` in another thread; ``.result()`` joins it."""
     return _Call(_pool.submit(function, *args, **kwargs))
+
+
+def wait_until_blocked(holder, limit=WAIT_LIMIT):
+    """Return once ``holder``'s own backend waits for a lock another backend holds
+    (a :class:`LockHolder` whose ``execute`` runs :func:`in_thread`)."""
+    deadline = time.monotonic() + limit
+    while True:
+        with psycopg2.connect(holder.url) as observer, observer.cursor() as cursor:
+            cursor.execute("SELECT cardinality(pg_blocking_pids(%s))", (holder.pid,))
+            blocked = cursor.fetchone()[0] > 0
+        observer.close()
+        if blocked:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the lock holder never blocked")
+        time.sleep(0.01)
+
+
+def wait_for_blocked_behind(holder, count, limit=WAIT_LIMIT):
+    """Return once ``count`` backends wait on ``holder``, directly or queued
+    behind one that does (e.g. on a lock that a waiter of ``holder`` holds)."""
+    query = """
+        WITH RECURSIVE behind(pid) AS (
+            SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))
+            UNION
+            SELECT a.pid FROM pg_stat_activity a
+            JOIN behind b ON b.pid = ANY(pg_blocking_pids(a.pid))
+        )
+        SELECT count(*) FROM behind
+    """
+    deadline = time.monotonic() + limit
+    while True:
+        with psycopg2.connect(holder.url) as observer, observer.cursor() as cursor:
+            cursor.execute(query, (holder.pid,))
+            blocked = cursor.fetchone()[0]
+        observer.close()
+        if blocked >= count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} backend(s) never blocked behind the lock holder")
+        time.sleep(0.01)

@@ -20,23 +20,27 @@ def check_credentials(catalog, passwords, username, password, now, settings):
 
     Raises :class:`TooManyRequests` while ``username`` is throttled (even for
     the right password) and :class:`Unauthenticated` for an unknown user, a
-    wrong password and a disabled user alike (same message, same cost); a
-    failure is counted in a transaction of its own, committed at once.
-    ``catalog`` is the catalog DBFactory: the check runs in a short
-    transaction of its own, and the password hash is computed while no
-    connection is held.
+    wrong password and a disabled user alike (same message, same cost).
+    ``catalog`` is the catalog DBFactory. The attempt is counted before the
+    password is checked, in a short transaction of its own that also reads
+    the user (so at most ``login_max_attempts`` passwords are checked per
+    window, however many attempts arrive at once); the password hash is
+    computed while no connection is held; a right password takes the
+    attempt back, a wrong one leaves it as the failure.
     """
-    with catalog.transaction(write=False) as lookup:
-        wait = throttle.retry_after(lookup, username, now, settings)
-        user = lookup.execute(
-            select(User.id, User.password_hash, User.disabled).where(User.username == username)
-        ).first()
+    with catalog.transaction() as reservation:
+        wait, attempt_id = throttle.reserve_attempt(reservation, username, now, settings)
+        user = None
+        if not wait:
+            user = reservation.execute(
+                select(User.id, User.password_hash, User.disabled).where(User.username == username)
+            ).first()
     if wait:
         raise TooManyRequests(wait)
     password_ok = passwords.verify(user.password_hash if user else None, password)
     if not password_ok or user.disabled:
-        throttle.record_failure(catalog, username, now, settings)
         raise Unauthenticated(WRONG_CREDENTIALS)
+    throttle.release_attempt(catalog, attempt_id)
     return user.id
 
 
