@@ -597,7 +597,8 @@ def error_response(classes):
 
 # --- the document ---------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+# A marker's regex may hold one level of braces, as Pyramid reads it (routes.OBJECT_ID).
+_PLACEHOLDER = re.compile(r"\{(\w+)(?::[^{}]*(?:\{[^{}]*\}[^{}]*)*)?\}")
 
 
 def openapi_path(pattern):

@@ -2,6 +2,13 @@
 
 from pyramid.interfaces import IRoutesMapper
 
+# The ``{id}`` of an object's URL: ASCII digits only (``\d`` would also take
+# "１" or "٣" and int() would read them), at most 10 of them, since ids are
+# 32-bit (views.contract.MAX_OBJECT_ID): a longer one matches no route and is
+# the router's 404, before any int() or database sees it. Pyramid reads one
+# level of braces inside a marker, so ``{1,10}`` belongs to the regex.
+OBJECT_ID = r"{id:[0-9]{1,10}}"
+
 
 def includeme(config):
     config.add_route("healthz", "/healthz")
@@ -13,10 +20,10 @@ def includeme(config):
     config.add_route("session_tenant", "/api/session/tenant")
     config.add_route("members", "/api/members")
     config.add_route("projects", "/api/projects")
-    config.add_route("project", r"/api/projects/{id:\d+}")
-    config.add_route("project_tasks", r"/api/projects/{id:\d+}/tasks")
+    config.add_route("project", f"/api/projects/{OBJECT_ID}")
+    config.add_route("project_tasks", f"/api/projects/{OBJECT_ID}/tasks")
     config.add_route("tasks", "/api/tasks")
-    config.add_route("task", r"/api/tasks/{id:\d+}")
+    config.add_route("task", f"/api/tasks/{OBJECT_ID}")
 
     # Filled from the view registrations once configuration is done.
     config.registry.route_methods = {}

@@ -59,7 +59,8 @@ def _api_routes(registry):
         path = "/" + route.pattern.lstrip("/")
         if route.name.startswith("__") or not path.startswith("/api/"):
             continue  # static views are files, not operations
-        path = re.sub(r"\{(\w+)(?::[^}]*)?\}", r"{\1}", path)
+        # A marker's regex may hold one level of braces ({id:[0-9]{1,10}}).
+        path = re.sub(r"\{(\w+)(?::[^{}]*(?:\{[^{}]*\}[^{}]*)*)?\}", r"{\1}", path)
         for method in registry.route_methods.get(route.name, ()):
             found.add((path, method))
     return found

@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project
+from tenantapp.services.insert_order import lock_id_order
 from tenantapp.services.pages import fetch_page
 
 FIELDS = ("id", "name", "description", "created_at", "updated_at", "version")
@@ -19,11 +20,24 @@ def list_projects(db, *, after_id=0, limit=50):
     return fetch_page(db, Project.__table__, FIELDS, after_id=after_id, limit=limit)
 
 
-def get_project(db, project_id, for_update=False):
-    """The project with this id in this tenant; 404 otherwise."""
-    # for_update: a write locks the row first, so concurrent writers queue
-    # and each sees the version the one before it committed.
-    project = db.get(Project, project_id, with_for_update=for_update)
+def get_project(db, project_id, for_update=False, for_delete=False):
+    """The project with this id in this tenant; 404 otherwise.
+
+    ``for_update``: lock the row for a change of its fields; ``for_delete``:
+    lock it for its deletion.
+    """
+    # A write locks the row first, so concurrent writers queue and each sees
+    # the version the one before it committed. A change of the fields keeps
+    # the id, so it takes FOR NO KEY UPDATE: a task create in the project
+    # (FOR KEY SHARE on it, see services.tasks) does not wait for it, nor it
+    # for the create. A delete takes FOR UPDATE, which waits for those creates.
+    if for_delete:
+        lock = True  # FOR UPDATE
+    elif for_update:
+        lock = {"key_share": True}  # FOR NO KEY UPDATE
+    else:
+        lock = None
+    project = db.get(Project, project_id, with_for_update=lock)
     if project is None:
         raise NotFound("no such project")
     return project
@@ -48,6 +62,7 @@ def _flush(db):
 def create_project(db, *, name, description, now):
     """Add a project; its id is known on return (flushed, not committed)."""
     _ensure_unique_name(db, name)
+    lock_id_order(db, "projects")
     project = Project(name=name, description=description, created_at=now, updated_at=now)
     db.add(project)
     _flush(db)

@@ -1,9 +1,11 @@
 """Tasks of one tenant (the Session is that tenant's database)."""
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project, Task
+from tenantapp.services.insert_order import lock_id_order
 from tenantapp.services.pages import fetch_page, like_pattern
 
 FIELDS = (
@@ -56,14 +58,42 @@ def get_task(db, task_id, for_update=False):
     return task
 
 
+_NO_SUCH_PROJECT = "no such project in this tenant"
+
+
 def _ensure_project(db, project_id):
-    if db.get(Project, project_id) is None:
-        raise ValidationFailed({"project_id": "no such project in this tenant"})
+    """422 unless the project exists; it then stays until this transaction ends.
+
+    The row is locked FOR KEY SHARE: a concurrent delete of the project
+    (FOR UPDATE) is waited for, and then the project is seen gone (422), or it
+    waits for this transaction and its cascade takes the new task along. A
+    change of the project's fields (FOR NO KEY UPDATE) does not conflict.
+    Without the lock the check could pass, the delete commit, and the insert
+    fail on the foreign key.
+    """
+    query = (
+        select(Project.id)
+        .where(Project.id == project_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    if db.execute(query).first() is None:
+        raise ValidationFailed({"project_id": _NO_SUCH_PROJECT})
+
+
+def _flush(db):
+    try:
+        db.flush()
+    except IntegrityError:
+        # Schema validation leaves only the foreign key to fail, and the lock
+        # above leaves it no chance; should a project vanish anyway, it is the
+        # client's 422, not a 500.
+        raise ValidationFailed({"project_id": _NO_SUCH_PROJECT}) from None
 
 
 def create_task(db, *, project_id, title, status, assignee, due_date, now):
     """Add a task; its id is known on return (flushed, not committed)."""
     _ensure_project(db, project_id)
+    lock_id_order(db, "tasks")
     task = Task(
         project_id=project_id,
         title=title,
@@ -74,7 +104,7 @@ def create_task(db, *, project_id, title, status, assignee, due_date, now):
         updated_at=now,
     )
     db.add(task)
-    db.flush()
+    _flush(db)
     return task
 
 
@@ -88,7 +118,7 @@ def update_task(db, task, changes, now):
     for name, value in changed.items():
         setattr(task, name, value)
     task.updated_at = now
-    db.flush()
+    _flush(db)
     return True
 
 

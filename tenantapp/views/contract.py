@@ -206,10 +206,24 @@ def includeme(config):
 
 MAX_OBJECT_ID = 2**31 - 1  # ids are 32-bit integers in both databases
 
+# An id as the API writes it: ASCII digits, no sign, no leading zero.
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,9}")
+
 
 def object_id(request):
-    """The ``{id}`` of the URL; 404 for one no table can hold."""
-    value = int(request.matchdict["id"])
+    """The ``{id}`` of the URL; 404 for one that names no object.
+
+    Only the spelling the API itself writes names an object: ``/api/tasks/007``
+    is not task 7 (one object, one URL). Whatever the route's pattern let
+    through, nothing but ASCII digits reaches int() (which would read "١" and
+    refuses more than 4300 digits) or the database (32-bit ids).
+    """
+    raw = request.matchdict["id"]
+    # Pyramid anchors a route with ``$``, which also matches before a final
+    # newline: "/api/tasks/7%0A" matches with id "7".
+    if not _CANONICAL_ID.fullmatch(raw) or request.path_info.endswith("\n"):
+        raise NotFound()
+    value = int(raw)
     if value > MAX_OBJECT_ID:
         raise NotFound()
     return value

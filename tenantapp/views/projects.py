@@ -77,7 +77,7 @@ def patch_project(request):
 @view_config(route_name="project", request_method="DELETE", api=Endpoint(permission="write"))
 def delete_project(request):
     db = request.tenant_db
-    project = projects.get_project(db, object_id(request), for_update=True)
+    project = projects.get_project(db, object_id(request), for_delete=True)
     check_if_match(request, project.version)
     projects.delete_project(db, project)
     return json_response(request, None, status=204)
