@@ -30,18 +30,24 @@ class IDBFactory(Interface):
         """
 
     def dispose():
-        """Close every pooled connection; the pool refills on the next use."""
+        """Close every pooled (idle) connection; the pool refills on the next use.
+
+        Connections in use are left alone and come back to the same pool.
+        """
 
 
 class ITenantDirectory(Interface):
     """The one place that turns a tenant name into its :class:`IDBFactory`."""
 
-    def factory(name, url=None):
+    def factory(name, url=...):
         """Return the DBFactory of tenant ``name``.
 
-        ``url`` is the tenant's own database URL when the caller already read
-        it from the catalog; otherwise the directory looks the tenant up.
-        Raises ``LookupError`` when the catalog does not know the tenant.
+        ``url`` is the tenant's ``tenants.db_url`` as the caller just read it
+        from the catalog (None: the template's URL); when it is not given,
+        the directory reads it. A URL other than the one the directory knows
+        for the name (the tenant moved) gets a new factory, and the old one's
+        connections are closed. Raises ``LookupError`` when the catalog does
+        not know the tenant.
         """
 
     def url_for(name, own_url=None):

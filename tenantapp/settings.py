@@ -38,10 +38,14 @@ class Settings:
     catalog_pool_size: int = 10
     tenant_pool_size: int = 5
     max_tenant_engines: int = 32
-    pool_timeout: float = 5.0
+    # A request that waits for a pooled connection, then connects to a server
+    # that never answers, answers 503 after pool_timeout + connect_timeout:
+    # within API.md's 5 seconds with room to spare. (libpq's connect timeout
+    # is whole seconds, at least 2.)
+    pool_timeout: float = 1.0
     # Ping a pooled connection before use when it sat idle this long (0: always).
     pool_ping_after: int = 10
-    connect_timeout: int = 5
+    connect_timeout: int = 3
     statement_timeout_ms: int = 30000
     retry_after: int = 5
     # argon2 parameters (RFC 9106 low-memory profile by default).

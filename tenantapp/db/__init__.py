@@ -39,7 +39,7 @@ def build_databases(registry, settings):
         engine_options(settings, settings.tenant_pool_size, budget),
         settings.max_tenant_engines,
     )
-    # When the budget is spent, first close idle connections of idle tenants.
+    # When the budget is spent, idle connections are closed, coldest first.
     budget.make_room = directory.release_idle
     registry.registerUtility(directory, ITenantDirectory)
     registry.connection_budget = budget

@@ -3,19 +3,66 @@
 Each engine's pool is bounded on its own (so a burst on one tenant cannot
 take every connection); the budget bounds their sum, however many tenants a
 process serves. A connection must fit in the budget before it is opened; when
-the budget is spent, idle connections of the least recently used tenants are
-closed to make room, and only then does the request wait (``pool_timeout``)
-and fail with :class:`ConnectionBudgetExhausted`, which answers 503.
+the budget is spent, idle connections are closed to make room (in any pool,
+busy or not: see :meth:`tenantapp.db.directory.TenantDirectory.release_idle`),
+again and again while the request waits, and only a request that found no
+room within ``pool_timeout`` fails with :class:`ConnectionBudgetExhausted`,
+which answers 503.
+
+Every opened connection gives its slot back exactly once, whatever closes
+it: its pool (``close`` event), a detached close (``close_detached``), its
+own ``close()`` (SQLAlchemy closes a connection whose set-up failed with no
+pool event at all, see :class:`ReleasesSlotOnClose`), or the garbage
+collector (a ``weakref.finalize`` on the DBAPI connection, which is also what
+makes the release happen once). A slot is keyed by the connection object, not
+by ``id()``: an id is reused as soon as the object is gone.
 """
 
+import collections
 import threading
+import time
+import weakref
 
 from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+# How long a waiting request sleeps between two attempts to make room.
+ROOM_RETRY_INTERVAL = 0.05
+# The attribute of a DBAPI connection that holds its slot (a weakref.finalize).
+SLOT_ATTRIBUTE = "tenantapp_budget_slot"
+
 
 class ConnectionBudgetExhausted(PoolTimeoutError):
     """No connection could be opened within the budget in time."""
+
+
+class ReleasesSlotOnClose:
+    """Mixed into a DBAPI connection class: ``close()`` gives its budget slot back.
+
+    When an event that sets up a new connection fails (the server ends the
+    session during SQLAlchemy's first queries, say), SQLAlchemy closes the
+    connection directly, without a ``close`` pool event; this is the one
+    place every close goes through. A subclass of a C type also gets the
+    ``__weakref__`` the budget's finalizer needs (psycopg2's and sqlite3's
+    connections have none).
+    """
+
+    tenantapp_budget_slot = None
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            slot = self.tenantapp_budget_slot
+            if slot is not None:
+                slot()
+
+
+def give_back(dbapi_connection):
+    """Release ``dbapi_connection``'s slot now (no-op if it was released already)."""
+    slot = getattr(dbapi_connection, SLOT_ATTRIBUTE, None)
+    if slot is not None:
+        slot()
 
 
 class ConnectionBudget:
@@ -24,55 +71,97 @@ class ConnectionBudget:
     def __init__(self, limit, timeout, make_room=None):
         self.limit = limit
         self.timeout = timeout
-        # Called with no argument when the budget is spent; frees idle connections.
+        # Called with the engines holding connections when the budget is
+        # spent; closes some idle ones and returns how many.
         self.make_room = make_room
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
-        self._open = set()
+        self._open = 0
+        self._holders = {}  # engine -> its open connections (engines with none are left out)
+        # Slots given back, not yet counted. Appending is all a release does:
+        # it may run inside the garbage collector, on any thread, even one
+        # holding self._lock; the list is emptied (and the semaphore
+        # released) where no lock is held.
+        self._returned = collections.deque()
 
     @property
     def in_use(self):
         """How many connections are open now (checked out or idle in a pool)."""
+        self._count_returned()
+        return self._open
+
+    def holders(self):
+        """The engines that hold open connections now, in no particular order."""
+        self._count_returned()
         with self._lock:
-            return len(self._open)
+            return list(self._holders)
 
     def watch(self, engine):
-        """Make every connection of ``engine`` count against the budget."""
+        """Make every connection of ``engine`` count against the budget.
+
+        The engine's DBAPI connections must accept an attribute and a weak
+        reference (:class:`ReleasesSlotOnClose` gives both).
+        """
+        returned = self._returned.append
 
         @event.listens_for(engine, "do_connect")
         def connect_within_budget(dialect, connection_record, cargs, cparams):
-            self._acquire()
+            self._acquire(engine)
             try:
                 dbapi_connection = dialect.connect(*cargs, **cparams)
             except BaseException:
-                self._slots.release()
+                returned(engine)
                 raise
-            with self._lock:
-                self._open.add(id(dbapi_connection))
+            slot = weakref.finalize(dbapi_connection, returned, engine)
+            slot.atexit = False
+            setattr(dbapi_connection, SLOT_ATTRIBUTE, slot)
             return dbapi_connection
 
         @event.listens_for(engine, "close")
         def closed(dbapi_connection, connection_record):
-            self._release(dbapi_connection)
+            give_back(dbapi_connection)
 
         @event.listens_for(engine, "close_detached")
         def closed_detached(dbapi_connection):
-            self._release(dbapi_connection)
+            give_back(dbapi_connection)
 
-    def _acquire(self):
-        if self._slots.acquire(blocking=False):
-            return
-        if self.make_room is not None:
-            self.make_room()
-        if not self._slots.acquire(timeout=self.timeout):
-            raise ConnectionBudgetExhausted(
-                f"all {self.limit} connections of this process are in use"
-            )
-
-    def _release(self, dbapi_connection):
-        key = id(dbapi_connection)
+    def _acquire(self, engine):
+        if not self._slots.acquire(blocking=False):
+            self._wait_for_room()
         with self._lock:
-            if key not in self._open:
+            self._open += 1
+            self._holders[engine] = self._holders.get(engine, 0) + 1
+
+    def _wait_for_room(self):
+        # Make room (close idle connections) and wait a little, again and
+        # again: a connection checked in while we wait is idle, and only
+        # closing it frees a slot. Slots given back meanwhile count first.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._count_returned()
+            if self._slots.acquire(blocking=False):
                 return
-            self._open.discard(key)
-        self._slots.release()
+            if self.make_room is not None:
+                self.make_room(self.holders())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectionBudgetExhausted(
+                    f"all {self.limit} connections of this process are in use"
+                )
+            if self._slots.acquire(timeout=min(remaining, ROOM_RETRY_INTERVAL)):
+                return
+
+    def _count_returned(self):
+        while True:
+            try:
+                engine = self._returned.popleft()
+            except IndexError:
+                return
+            with self._lock:
+                self._open -= 1
+                left = self._holders[engine] - 1
+                if left:
+                    self._holders[engine] = left
+                else:
+                    del self._holders[engine]
+            self._slots.release()

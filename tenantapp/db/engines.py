@@ -3,7 +3,11 @@
 PostgreSQL: psycopg2 whatever the URL says, a pre-ping of every connection
 that sat idle in the pool for ``ping_after`` seconds or more (a connection the
 server dropped overnight is replaced, not handed to a request), a bounded pool
-with a checkout timeout and a connect timeout. No session state is set on a
+with a checkout timeout and a connect timeout, and TCP keepalives with a TCP
+user timeout: a server that stops answering (a black hole: no reset, no
+answer) ends a connection within seconds instead of the kernel's quarter of
+an hour, whether it was connecting (``connect_timeout``), sending, or waiting
+for a result (see :func:`libpq_timeouts`). No session state is set on a
 connection (no startup ``options``, no ``SET``): PgBouncer's transaction
 pooling would lose it. The statement timeout is a setting of the database
 itself, see :func:`tenantapp.db.provisioning.configure_database`. The driver
@@ -26,12 +30,17 @@ one failing with "database is locked" when it upgrades its read lock.
 """
 
 import os
+import sqlite3
 import time
 
 import psycopg2.extensions
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import queue as pool_queue
+
+from tenantapp.db.budget import ReleasesSlotOnClose
 
 # The execution option a Session sets when its transaction will write.
 WRITE_OPTION = "tenantapp_write"
@@ -80,6 +89,7 @@ def make_engine(
     url = normalize_url(url)
     backend = url.get_backend_name()
     options = {
+        "poolclass": TenantPool,
         "pool_size": pool_size,
         "max_overflow": 0,
         "pool_timeout": pool_timeout,
@@ -90,12 +100,16 @@ def make_engine(
         path = sqlite_path(url)
         if path is not None and must_exist:
             url = url.set(database=f"file:{path}?mode=rw", query={"uri": "true"})
-        options["connect_args"] = {"timeout": connect_timeout, "check_same_thread": False}
+        options["connect_args"] = {
+            "timeout": connect_timeout,
+            "check_same_thread": False,
+            "factory": SQLiteConnection,
+        }
         engine = create_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
     elif backend == "postgresql":
         options["connect_args"] = {
-            "connect_timeout": connect_timeout,
+            **libpq_timeouts(connect_timeout),
             "application_name": "tenantapp",
             "connection_factory": AutocommitConnection,
         }
@@ -107,6 +121,82 @@ def make_engine(
     if budget is not None:
         budget.watch(engine)
     return engine
+
+
+def libpq_timeouts(connect_timeout):
+    """libpq's parameters that bound every wait on a server that stopped answering.
+
+    ``connect_timeout``: the whole connection set-up (TCP, TLS, startup and
+    authentication); whole seconds, and libpq takes 1 as 2. Once connected,
+    ``tcp_user_timeout`` closes the connection when data sent stays
+    unacknowledged that long (the server vanished while we sent a query), and
+    keepalives notice a server gone while we wait for a result (data
+    acknowledged, then silence). A statement timeout cannot help there: it is
+    the server's. Keepalives are TCP's, answered by the server's kernel: a
+    long query is not cut. Unix sockets ignore these.
+    """
+    return {
+        "connect_timeout": connect_timeout,
+        "tcp_user_timeout": connect_timeout * 1000,
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+    }
+
+
+class TenantPool(QueuePool):
+    """A QueuePool whose idle connections can be closed while others are lent out.
+
+    ``QueuePool.dispose()`` closes the idle ones but also resets the pool's
+    count of lent connections, and ``Engine.dispose()`` replaces the pool:
+    a connection lent out meanwhile goes back to the old pool, where it stays
+    open and out of reach (a leak of the connection budget). Here an idle
+    entry's connection is closed and the entry goes back into the queue
+    empty: its next checkout reconnects (as after an invalidation), the
+    pool's counts are untouched, and a request waiting for this pool is woken
+    as usual. (``_pool`` and ``_do_return_conn`` are QueuePool's own
+    internals; tests/test_db_budget.py covers them.)
+    """
+
+    def close_idle(self, limit=None):
+        """Close up to ``limit`` idle connections (all if None), least recently
+        used first; return how many were closed."""
+        entries = []
+        closed = 0
+        try:
+            while True:
+                try:
+                    entries.append(self._pool.get(False))
+                except pool_queue.Empty:
+                    break
+            # A LIFO queue: the first entry taken out is the most recently used.
+            for entry in reversed(entries):
+                if limit is not None and closed >= limit:
+                    break
+                if entry.dbapi_connection is not None:
+                    entry.close()
+                    closed += 1
+        finally:
+            for entry in reversed(entries):  # back in their order
+                self._pool.put(entry, False)
+        return closed
+
+    def retire(self):
+        """Close every connection of this pool, idle ones now, lent ones as they come back.
+
+        For a database that is no longer where its name points (a moved
+        tenant): requests in flight finish on their connection, nothing stays
+        open after them. The return path is replaced on this pool object
+        only; live pools keep QueuePool's own.
+        """
+        self._do_return_conn = self._close_and_return
+        self.close_idle()
+
+    def _close_and_return(self, entry):
+        if entry.dbapi_connection is not None:
+            entry.close()
+        QueuePool._do_return_conn(self, entry)
 
 
 def writing_engine(engine):
@@ -123,7 +213,11 @@ def writing_engine(engine):
     return writer
 
 
-class AutocommitConnection(psycopg2.extensions.connection):
+class SQLiteConnection(ReleasesSlotOnClose, sqlite3.Connection):
+    """sqlite3's connection, whose close() gives its connection-budget slot back."""
+
+
+class AutocommitConnection(ReleasesSlotOnClose, psycopg2.extensions.connection):
     """psycopg2's connection, whose commit() and rollback() return at once in
     autocommit mode instead of releasing the GIL to do nothing.
 
@@ -133,7 +227,8 @@ class AutocommitConnection(psycopg2.extensions.connection):
     connection is closed or returned to its pool: three times per request.
     With 8 busy threads each release hands the GIL to another thread, so those
     no-ops cost context switches; a reading request under load was 6 % faster
-    without them.
+    without them. Its close() gives its connection-budget slot back
+    (:class:`tenantapp.db.budget.ReleasesSlotOnClose`).
     """
 
     def commit(self):

@@ -41,8 +41,9 @@ class DBFactory:
                 if engines is None:
                     engine = make_engine(self.url, **self._engine_options)
                     engines = self._engines = (engine, writing_engine(engine))
-        if self._on_use is not None:
-            self._on_use(self)
+        on_use = self._on_use  # read once: retire() may clear it meanwhile
+        if on_use is not None:
+            on_use(self)
         return engines
 
     @property
@@ -70,11 +71,37 @@ class DBFactory:
         finally:
             session.close()
 
+    @property
+    def made_engine(self):
+        """The reading Engine if it was made, else None (not counted as a use)."""
+        engines = self._engines
+        return engines[0] if engines is not None else None
+
     def dispose(self):
-        # The Engine object stays (a thread may hold it this very moment);
-        # its pool is emptied and refills on the next use.
-        if self._engines is not None:
-            self._engines[0].dispose()
+        """Close the pooled (idle) connections; the pool refills on the next use.
+
+        The Engine and its pool stay (a thread may hold the engine this very
+        moment): a connection lent out comes back to this same pool, where
+        the next dispose, or the connection budget, can close it.
+        """
+        self.close_idle()
+
+    def close_idle(self, limit=None):
+        """Close up to ``limit`` idle connections (all if None); return how many."""
+        engine = self.made_engine
+        return engine.pool.close_idle(limit) if engine is not None else 0
+
+    def retire(self):
+        """This database is no longer where the name points (the tenant moved).
+
+        Idle connections are closed now, lent ones when they come back, and
+        the factory no longer tells anyone of its use. A request still
+        holding it finishes on the old database: it read the old URL.
+        """
+        self._on_use = None
+        engine = self.made_engine
+        if engine is not None:
+            engine.pool.retire()
 
     def checked_out(self):
         """Connections of this database lent out right now (0 when idle)."""

@@ -13,6 +13,7 @@ thread or a module: two requests never share a session or an ORM object.
 
 import logging
 
+import psycopg2.extensions
 import zope.sqlalchemy
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -22,6 +23,9 @@ from tenantapp.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: SQLSTATEs of a transaction rolled back for a concurrent one (see is_conflict).
+CONFLICT_CODES = frozenset({"40001", "40P01"})
 
 
 def may_write(request):
@@ -53,12 +57,33 @@ def open_request_session(request, factory):
 
 
 def is_unavailable(exc):
-    """True for an error that means "the database did not answer" (503), not a bug."""
+    """True for an error that means "the database did not answer" (503), not a bug.
+
+    A conflict between transactions (:func:`is_conflict`) is no outage,
+    though psycopg2 raises it as an OperationalError. SQLite's "database is
+    locked" is: the busy timeout ran out.
+    """
     if isinstance(exc, (PoolTimeoutError, DisconnectionError)):
         return True
-    return isinstance(exc, DBAPIError) and (
-        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    return (
+        isinstance(exc, DBAPIError)
+        and (exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)))
+        and not is_conflict(exc)
     )
+
+
+def is_conflict(exc) -> bool:
+    """True for a transaction PostgreSQL rolled back because it conflicted with
+    a concurrent one: a serialization failure (40001) or a deadlock (40P01),
+    both raised by psycopg2 as a TransactionRollbackError. Worth running again,
+    and no outage."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "pgcode", None)
+    if code is not None:
+        # Not the whole class 40: 40003 (statement completion unknown) is no conflict.
+        return code in CONFLICT_CODES
+    return isinstance(exc.orig, psycopg2.extensions.TransactionRollbackError)
 
 
 def _first_line(exc):
