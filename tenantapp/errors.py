@@ -102,3 +102,10 @@ class ServiceUnavailable(APIError):
 
 class DatabaseUnavailable(ServiceUnavailable):
     """A database did not answer (connect failed, pool or budget timed out)."""
+
+
+class TransactionConflict(ServiceUnavailable):
+    """The transaction conflicted with a concurrent one (a deadlock, a
+    serialization failure) on every attempt: nothing of it was written."""
+
+    message = "the change conflicted with a concurrent change; try again"

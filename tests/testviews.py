@@ -76,6 +76,9 @@ def serializable_increment(request):
         ).scalar_one()
         or 0
     )
+    # Between the read (the snapshot) and the write, a test may hold this
+    # attempt at its gate and commit a change of the row meanwhile.
+    _wait_at_gate(request, db)
     db.execute(
         text("UPDATE projects SET description = :d WHERE id = :id"),
         {"d": str(count + 1), "id": project_id},
@@ -86,6 +89,35 @@ def serializable_increment(request):
     return json_response(request, {"count": count + 1})
 
 
+def _wait_at_gate(request, db):
+    # PostgreSQL only: with ``?gate=K``, wait for the advisory lock
+    # K + attempt number, which the test holds and lets go when it is ready:
+    # each attempt of a retried request waits at a gate of its own.
+    if "gate" in request.GET:
+        from sqlalchemy import text
+
+        key = int(request.GET["gate"]) + request.environ.get("retry.attempt", 0)
+        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def lock_in_order(request):
+    # PostgreSQL only: lock project ``first``, pass the gate, lock project
+    # ``then`` (FOR UPDATE). Against a connection that holds ``then`` and
+    # waits for ``first``, a deadlock.
+    from sqlalchemy import text
+
+    db = request.tenant_db
+    lock = text("SELECT id FROM projects WHERE id = :id FOR UPDATE")
+    db.execute(lock, {"id": int(request.GET["first"])})
+    _wait_at_gate(request, db)
+    db.execute(lock, {"id": int(request.GET["then"])})
+    return json_response(request, {"locked": True})
+
+
+def page_raises(request):
+    raise RuntimeError("boom: a bug in a page view")
+
+
 def includeme(config):
     for name, view, method in (
         ("raise_after_write", raise_after_write, "POST"),
@@ -94,6 +126,7 @@ def includeme(config):
         ("read_both", read_both, "GET"),
         ("sleep", sleep_in_tenant, "GET"),
         ("serializable_increment", serializable_increment, "POST"),
+        ("lock_in_order", lock_in_order, "POST"),
     ):
         config.add_route(f"test_{name}", f"/api/_test/{name}")
         config.add_view(
@@ -102,3 +135,10 @@ def includeme(config):
             request_method=method,
             api=WRITE if method == "POST" else Endpoint(permission="read"),
         )
+    # A page (outside /api) whose view fails: the HTML error pages' test.
+    from tenantapp.views.pages import Page
+
+    config.add_route("test_page_raises", "/_test/page_raises")
+    config.add_view(
+        page_raises, route_name="test_page_raises", request_method="GET", page=Page(tenant=False)
+    )

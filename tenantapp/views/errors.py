@@ -1,9 +1,15 @@
-"""Exception views: every error, whoever raised it, becomes the JSON error body.
+"""Exception views: every error, whoever raised it, becomes one error answer.
 
 Infrastructure errors are translated here, once: the router's 404 and 405, a
-database that does not answer (503 with Retry-After), a concurrent change that
-won the race (412), and anything unexpected (500, logged with a request id,
-never shown).
+database that does not answer (503 with Retry-After), a transaction that
+conflicted with a concurrent one (retried, then 503 with Retry-After), a
+concurrent change that won the race (412), and anything unexpected (500,
+logged with a request id, never shown).
+
+The path decides the form, never ``Accept``: under ``/api`` and on
+``/healthz`` and ``/readyz`` (what programs call) the JSON error body of the
+contract; everywhere else (the pages, the static files, a mistyped URL: what a
+person reads) the HTML error page, with the same status and headers.
 """
 
 import logging
@@ -12,12 +18,12 @@ import uuid
 from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPMethodNotAllowed
 from pyramid.view import exception_view_config, notfound_view_config
-from pyramid_retry import mark_error_retryable
+from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
-from tenantapp.db.session import is_unavailable, may_write
+from tenantapp.db.session import is_conflict, is_unavailable, may_write
 from tenantapp.errors import (
     APIError,
     BadRequest,
@@ -25,16 +31,32 @@ from tenantapp.errors import (
     NotFound,
     PreconditionFailed,
     ServiceUnavailable,
+    TransactionConflict,
 )
 from tenantapp.routes import allowed_methods
 from tenantapp.views.contract import json_response
+from tenantapp.views.pages import error_page
 
 log = logging.getLogger(__name__)
 
+#: Outside /api, the paths that programs call: their errors stay JSON.
+MACHINE_PATHS = frozenset({"/healthz", "/readyz"})
 
-def error_response(request, error):
-    response = json_response(request, error.body(), status=error.status, headers=error.headers)
-    return response
+
+def wants_json(request):
+    """True when an error is answered with the JSON body rather than a page:
+    ``/api...`` (the prefix the security headers use too), ``/healthz`` and
+    ``/readyz``. The raw path decides (it may not be UTF-8); ``Accept`` does not."""
+    path = request.environ.get("PATH_INFO", "")
+    return path.startswith("/api") or path in MACHINE_PATHS
+
+
+def error_response(request, error, page_message=None):
+    """``error`` as the JSON error body, or as the HTML error page (with
+    ``page_message`` when a person should read other words than a program)."""
+    if wants_json(request):
+        return json_response(request, error.body(), status=error.status, headers=error.headers)
+    return error_page(request, error.status, page_message or error.message, error.headers)
 
 
 @exception_view_config(APIError)
@@ -47,13 +69,19 @@ def not_found(request):
     # The route exists but not for this method: 405 with Allow.
     allow = allowed_methods(request)
     if allow:
-        return error_response(request, MethodNotAllowed(allow))
-    return error_response(request, NotFound("no such route"))
+        return method_not_allowed(None, request)
+    return error_response(
+        request, NotFound("no such route"), page_message="there is no page at this address"
+    )
 
 
 @exception_view_config(HTTPMethodNotAllowed)
 def method_not_allowed(exc, request):
-    return error_response(request, MethodNotAllowed(allowed_methods(request) or ["GET"]))
+    return error_response(
+        request,
+        MethodNotAllowed(allowed_methods(request) or ["GET"]),
+        page_message="this address does not take this kind of request",
+    )
 
 
 @exception_view_config(HTTPException)
@@ -102,10 +130,53 @@ def _died_before_commit(exc, request):
     )
 
 
+def _conflict(exc, request):
+    """A deadlock or serialization failure: retried while attempts are left,
+    then a 503 that says what happened (it is no outage)."""
+    kind = "deadlock" if getattr(exc.orig, "pgcode", None) == "40P01" else "serialization failure"
+    attempt = request.environ.get("retry.attempt", 0) + 1
+    attempts = request.environ.get("retry.attempts", 1)
+    # PostgreSQL has rolled the transaction back, so running the request again
+    # is safe, unless this happened while committing: another database of the
+    # request may have committed already.
+    before_commit = not may_write(request) or bool(request.environ.get("tm.active"))
+    if before_commit:
+        # Marked here: pyramid_tm's own marking (zope.sqlalchemy knows
+        # psycopg2's TransactionRollbackError) never runs for a response
+        # rendered by this view, as its commit veto comes first.
+        mark_error_retryable(exc)
+    if before_commit and not is_last_attempt(request):
+        log.info(
+            "%s during %s %s (attempt %d of %d): conflicted with a concurrent "
+            "transaction, retrying",
+            kind,
+            request.method,
+            request.path,
+            attempt,
+            attempts,
+        )
+    else:
+        log.warning(
+            "%s during %s %s (attempt %d of %d%s): conflicted with a concurrent "
+            "transaction, answered 503",
+            kind,
+            request.method,
+            request.path,
+            attempt,
+            attempts,
+            "" if before_commit else ", at commit: not retried",
+        )
+    return error_response(
+        request, TransactionConflict(retry_after=request.registry.tenantapp_settings.retry_after)
+    )
+
+
 @exception_view_config(DBAPIError)
 @exception_view_config(PoolTimeoutError)
 @exception_view_config(DisconnectionError)
 def database_error(exc, request):
+    if is_conflict(exc):
+        return _conflict(exc, request)
     if is_unavailable(exc):
         if _died_before_commit(exc, request):
             # The server dropped this connection (a restart, a terminated
@@ -132,6 +203,11 @@ def internal_error(exc, request):
     log.error(
         "internal error %s during %s %s", request_id, request.method, request.path, exc_info=exc
     )
-    response = error_response(request, APIError(f"internal error (request id {request_id})"))
+    response = error_response(
+        request,
+        APIError(f"internal error (request id {request_id})"),
+        page_message=f"something went wrong on our side; it has been logged "
+        f"(request id {request_id})",
+    )
     response.headers["X-Request-Id"] = request_id
     return response

@@ -14,7 +14,10 @@ page with the message in place, and the request's transaction is doomed, so
 nothing of it is written; a browser reports every 4xx document as an error,
 and these are ordinary turns of the conversation. What the pages themselves
 never send (a missing or wrong CSRF token, a viewer's write, an unknown id)
-gets its 4xx status.
+gets its 4xx status. Every error outside ``/api`` is the HTML error page
+(:func:`error_page`), also when it is raised before a page view runs (an
+unknown URL, a wrong method, a catalog that does not answer, a bug): the
+exception views of :mod:`tenantapp.views.errors` render it too.
 """
 
 import math
@@ -40,6 +43,7 @@ from tenantapp.errors import (
     ValidationFailed,
 )
 from tenantapp.interfaces import IDBFactory
+from tenantapp.routes import OBJECT_ID
 from tenantapp.schemas import (
     LoginBody,
     ProjectCreate,
@@ -105,7 +109,7 @@ def page_checks(view, info):
             except APIError as error:
                 # The project's own errors (404 for an object, a malformed
                 # filter, a database that does not answer...) as a page.
-                response = _error_page(request, error.status, error.message, error.headers)
+                response = error_page(request, error.status, error.message, error.headers)
         # One person's data: no cache keeps it, and Back after a logout
         # asks the server again (which sends the visitor to the login page).
         response.headers["Cache-Control"] = "no-store"
@@ -121,7 +125,7 @@ def _refusal(page, request):
     """The answer when ``page``'s needs are not met, else None."""
     if declared_length(request) > MAX_BODY_BYTES:
         # Refused before the form is parsed.
-        return _error_page(request, 413, PayloadTooLarge.message)
+        return error_page(request, 413, PayloadTooLarge.message)
     if not page.login:
         return None
     if request.login is None:
@@ -131,7 +135,7 @@ def _refusal(page, request):
         request.login.token_hash,
         request.POST.get("csrf_token", ""),
     ):
-        return _error_page(
+        return error_page(
             request,
             403,
             "this form has expired or did not come from this site; "
@@ -145,7 +149,7 @@ def _refusal(page, request):
             # the chooser says which.
             return HTTPSeeOther(request.route_url("page_tenants"))
     if page.write and not request.has_permission("write"):
-        return _error_page(request, 403, "your role in this tenant does not allow changes")
+        return error_page(request, 403, "your role in this tenant does not allow changes")
     return None
 
 
@@ -166,9 +170,25 @@ def _render(request, template, status=200, **values):
     return response
 
 
-def _error_page(request, status, message, headers=None):
-    response = _render(request, "error.jinja2", status=status, message=message)
+def error_page(request, status, message, headers=None):
+    """The HTML error page: ``message`` as a sentence, with ``status`` and
+    ``headers`` (Retry-After, Allow, X-Request-Id) as the JSON answer has them.
+
+    What a person gets for any error outside ``/api``, from a page view or from
+    the exception views. The top bar shows the login only when this request
+    has already read it: an error page never queries the catalog (the catalog
+    may be what failed, and an unknown URL should cost no query).
+    """
+    response = _render(
+        request,
+        "error.jinja2",
+        status=status,
+        message=message,
+        # reify keeps a value it computed in the instance's __dict__.
+        known_login=vars(request).get("login"),
+    )
     response.headers.update(headers or {})
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -658,10 +678,12 @@ def includeme(config):
     config.add_route("page_logout", "/logout")
     config.add_route("page_tenants", "/tenants")
     config.add_route("page_projects", "/projects")
-    config.add_route("page_project", r"/projects/{id:\d+}")
-    config.add_route("page_project_edit", r"/projects/{id:\d+}/edit")
-    config.add_route("page_project_delete", r"/projects/{id:\d+}/delete")
-    config.add_route("page_project_tasks", r"/projects/{id:\d+}/tasks")
-    config.add_route("page_task_edit", r"/tasks/{id:\d+}/edit")
-    config.add_route("page_task_status", r"/tasks/{id:\d+}/status")
-    config.add_route("page_task_delete", r"/tasks/{id:\d+}/delete")
+    # ASCII digits, at most 10 (routes.OBJECT_ID): "/projects/１" or an id
+    # of 5000 digits is no page (404), and never reaches int().
+    config.add_route("page_project", f"/projects/{OBJECT_ID}")
+    config.add_route("page_project_edit", f"/projects/{OBJECT_ID}/edit")
+    config.add_route("page_project_delete", f"/projects/{OBJECT_ID}/delete")
+    config.add_route("page_project_tasks", f"/projects/{OBJECT_ID}/tasks")
+    config.add_route("page_task_edit", f"/tasks/{OBJECT_ID}/edit")
+    config.add_route("page_task_status", f"/tasks/{OBJECT_ID}/status")
+    config.add_route("page_task_delete", f"/tasks/{OBJECT_ID}/delete")
