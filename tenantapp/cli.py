@@ -13,19 +13,41 @@ import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from tqdm import tqdm
 
 from tenantapp import migrations
 from tenantapp.db.directory import is_valid_tenant_name
-from tenantapp.db.provisioning import configure_database, create_database
+from tenantapp.db.provisioning import (
+    UnusableDatabaseURL,
+    configure_database,
+    create_database,
+    database_identity,
+    displayable_url,
+    tenant_database_url,
+)
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
 
 
 class CommandError(Exception):
     """A failure to report as one line, exit status 1."""
+
+
+def first_line(error):
+    """The first line of an error's text (a driver's message runs on), or its type."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def database_problem(error):
+    """(word for the SCHEMA column, one line) for a database that could not be read."""
+    if isinstance(error, migrations.DatabaseMissing):
+        return "missing", first_line(error)
+    if isinstance(error, OperationalError):
+        return "unreachable", f"database unreachable: {first_line(error)}"
+    return "unreadable", f"database unreadable: {first_line(error)}"
 
 
 class Admin:
@@ -38,19 +60,26 @@ class Admin:
         # Looked up now, not at import: tests and callers may replace sys.stdout.
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        # Every connection the commands open gives up on a silent server.
+        self.connect_timeout = registry.tenantapp_settings.connect_timeout
 
     def say(self, line):
         print(line, file=self.out)
 
+    def warn(self, line):
+        print(f"tenantapp-admin: warning: {line}", file=self.err)
+
     # --- catalog -------------------------------------------------------------
 
     def _configure(self, url):
-        warning = configure_database(url, self.registry.tenantapp_settings.statement_timeout_ms)
+        warning = configure_database(
+            url, self.registry.tenantapp_settings.statement_timeout_ms, self.connect_timeout
+        )
         if warning:
-            print(f"tenantapp-admin: warning: {warning}", file=self.err)
+            self.warn(warning)
 
     def init(self):
-        create_database(self.catalog.url)
+        create_database(self.catalog.url, self.connect_timeout)
         self._configure(self.catalog.url)
         migrations.upgrade(self.catalog.write_engine, "catalog")
         self.say(f"catalog schema at {migrations.head_revision('catalog')}")
@@ -75,20 +104,54 @@ class Admin:
                 f"invalid tenant name {name!r}: 2-40 characters, a-z, 0-9 and _, "
                 "starting with a letter"
             )
+        own_url = None
+        if url is not None:
+            try:
+                own_url = tenant_database_url(url).render_as_string(hide_password=False)
+            except UnusableDatabaseURL as exc:
+                raise CommandError(str(exc)) from None
+        db_url = self.directory.url_for(name, own_url)
+        identity = database_identity(db_url)
+        # Checked before anything is created, and again where the tenant is
+        # registered, serialized with any other registration.
         with self.catalog.transaction(write=False) as session:
-            if session.execute(select(Tenant.id).where(Tenant.name == name)).first():
-                raise CommandError(f"tenant {name} already exists")
-        db_url = self.directory.url_for(name, url)
-        create_database(db_url)
+            self._refuse_taken(session, name, db_url, identity)
+        create_database(db_url, self.connect_timeout)
         self._configure(db_url)
-        factory = self.directory.register(name, url)
+        factory = self.directory.register(name, own_url)
         migrations.upgrade(factory.write_engine, "tenant")
         factory.dispose()  # a script keeps no pool open per tenant
         with self.catalog.transaction() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                # Blocks other registrations (and any write to tenants) until
+                # this one commits; reads, such as a login's, go on. SQLite:
+                # this transaction's BEGIN IMMEDIATE serializes writers already.
+                session.execute(text("LOCK TABLE tenants IN SHARE ROW EXCLUSIVE MODE"))
+            self._refuse_taken(session, name, db_url, identity)
             session.add(
-                Tenant(name=name, display_name=display_name or name, status="active", db_url=url)
+                Tenant(
+                    name=name, display_name=display_name or name, status="active", db_url=own_url
+                )
             )
         self.say(f"tenant {name} created")
+
+    def _refuse_taken(self, session, name, db_url, identity):
+        """CommandError when tenant ``name`` exists, or another tenant's database
+        (its own URL or the template's) is the one at ``db_url``."""
+        if session.execute(select(Tenant.id).where(Tenant.name == name)).first():
+            raise CommandError(f"tenant {name} already exists")
+        if identity is None:
+            return
+        for other, other_url in session.execute(select(Tenant.name, Tenant.db_url)):
+            try:
+                same = database_identity(self.directory.url_for(other, other_url)) == identity
+            except (ValueError, SQLAlchemyError):
+                continue  # a stored URL this code cannot read names no database of ours
+            if same:
+                raise CommandError(
+                    f"the database {displayable_url(db_url)} is tenant {other}'s: "
+                    "two tenants never share a database"
+                )
 
     def tenant_list(self, as_json=False):
         with self.catalog.transaction(write=False) as session:
@@ -97,30 +160,49 @@ class Admin:
                     Tenant.name
                 )
             ).all()
+        revisions, problems = self._read_revisions(
+            {t.name: self.directory.url_for(t.name, t.db_url) for t in tenants}
+        )
+        for name, (_, reason) in sorted(problems.items()):
+            self.warn(f"tenant {name}: {reason}")
         rows = [
             {
                 "name": t.name,
                 "display_name": t.display_name,
                 "status": t.status,
-                "schema_version": self._schema_version(t.name, t.db_url),
+                "schema_version": revisions.get(t.name),
             }
             for t in tenants
         ]
         if as_json:
             self.say(json.dumps(rows, indent=2))
             return
-        self.say(f"{'NAME':<24} {'STATUS':<10} {'SCHEMA':<10} DISPLAY NAME")
+        self.say(f"{'NAME':<24} {'STATUS':<10} {'SCHEMA':<12} DISPLAY NAME")
         for row in rows:
+            schema = problems[row["name"]][0] if row["name"] in problems else None
             self.say(
                 f"{row['name']:<24} {row['status']:<10} "
-                f"{row['schema_version'] or '-':<10} {row['display_name']}"
+                f"{schema or row['schema_version'] or '-':<12} {row['display_name']}"
             )
 
-    def _schema_version(self, name, url):
-        try:
-            return migrations.revision_at(self.directory.url_for(name, url))
-        except SQLAlchemyError:
-            return None
+    def _read_revisions(self, urls):
+        """({name: revision}, {name: (word, reason)}) for ``{name: url}``, read in
+        threads: a dead server costs one connect timeout, not one per tenant."""
+        revisions, problems = {}, {}
+        if not urls:
+            return revisions, problems
+        with ThreadPoolExecutor(max_workers=min(len(urls), 8)) as readers:
+            checks = {
+                readers.submit(migrations.revision_at, url, self.connect_timeout): name
+                for name, url in urls.items()
+            }
+            for future in as_completed(checks):
+                error = future.exception()
+                if error is None:
+                    revisions[checks[future]] = future.result()
+                else:
+                    problems[checks[future]] = database_problem(error)
+        return revisions, problems
 
     def tenant_set_status(self, name, status):
         with self.catalog.transaction() as session:
@@ -142,20 +224,22 @@ class Admin:
             total=len(names), desc="migrating", unit="tenant", file=self.err, disable=None
         ) as progress:
 
-            def failed(name, error):
-                reason = str(error).strip().splitlines()
-                failures[name] = reason[0] if reason else type(error).__name__
-                progress.write(f"FAILED {name}: {failures[name]}", file=self.err)
+            def failed(name, reason):
+                failures[name] = reason
+                progress.write(f"FAILED {name}: {reason}", file=self.err)
 
             # The cheap part first, in threads: which tenants are behind? Those
             # at head are done (a second run resumes where the first stopped).
             behind = []
             with ThreadPoolExecutor(max_workers=max(jobs, 4)) as readers:
-                checks = {readers.submit(migrations.revision_at, urls[n]): n for n in names}
+                checks = {
+                    readers.submit(migrations.revision_at, urls[n], self.connect_timeout): n
+                    for n in names
+                }
                 for future in as_completed(checks):
                     name = checks[future]
                     if future.exception() is not None:
-                        failed(name, future.exception())
+                        failed(name, database_problem(future.exception())[1])
                         progress.update(1)
                     elif future.result() == head:
                         progress.update(1)
@@ -171,12 +255,14 @@ class Admin:
                 )
                 with workers:
                     futures = {
-                        workers.submit(migrations.upgrade_url, urls[name], "tenant"): name
+                        workers.submit(
+                            migrations.upgrade_url, urls[name], "tenant", self.connect_timeout
+                        ): name
                         for name in sorted(behind)
                     }
                     for future in as_completed(futures):
                         if future.exception() is not None:
-                            failed(futures[future], future.exception())
+                            failed(futures[future], first_line(future.exception()))
                         progress.update(1)
         self.say(f"{len(names) - len(failures)} of {len(names)} tenant(s) at {head}")
         if failures:
@@ -352,8 +438,7 @@ def main(argv=None):
         print(f"tenantapp-admin: no such file: {exc.filename or args.config_uri}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"tenantapp-admin: database error: {message}", file=sys.stderr)
+        print(f"tenantapp-admin: database error: {first_line(exc)}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the contract: one line, no traceback
         print(f"tenantapp-admin: error: {type(exc).__name__}: {exc}", file=sys.stderr)

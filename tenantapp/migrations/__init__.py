@@ -3,6 +3,13 @@
 Each database records its own version in its ``alembic_version`` table, so a
 half-migrated fleet shows which tenant is where, and running the migration
 again resumes where it stopped.
+
+A migration runs without the database's statement timeout (a long one is not
+cut half-way) but with a short lock timeout: one that waits for a lock held by
+a long transaction gives up and is reported, rather than queueing every
+request behind its own lock request (:func:`bound_migration_timeouts`).
+Connections made here give up on a server that does not answer after a
+connect timeout, and never create an SQLite file (:class:`DatabaseMissing`).
 """
 
 import functools
@@ -12,13 +19,36 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
+from sqlalchemy import text
 
-from tenantapp.db.engines import normalize_url
+from tenantapp.db.engines import make_engine, normalize_url, sqlite_path, writing_engine
+from tenantapp.db.provisioning import DEFAULT_CONNECT_TIMEOUT, displayable_url
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMAS = ("catalog", "tenant")
+
+# Seconds a migration statement waits for a lock before it fails.
+MIGRATION_LOCK_TIMEOUT_S = 5
+
+
+class DatabaseMissing(Exception):
+    """The database a URL names is not there (an SQLite file): reported, never
+    created by reading or migrating it."""
+
+
+def bound_migration_timeouts(connection):
+    """Called by both Alembic environments inside the migration's transaction.
+
+    PostgreSQL: ``SET LOCAL`` (this transaction only, safe behind PgBouncer)
+    ``statement_timeout = 0``, since the database's own (set for requests by
+    ``configure_database``) would kill a long migration half-way, and a
+    ``lock_timeout`` of :data:`MIGRATION_LOCK_TIMEOUT_S`: a migration queued
+    behind a long transaction's lock would make every request that needs the
+    table queue behind it.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT_S}s'")
 
 
 def alembic_config(schema, connection=None):
@@ -71,10 +101,33 @@ def upgrade(engine, schema):
         command.upgrade(alembic_config(schema, connection), "head")
 
 
-def revision_at(url):
+def _script_engine(url, connect_timeout):
+    """An Engine of one connection for a command: a connect timeout, and an
+    SQLite file opened only if it exists (DatabaseMissing otherwise)."""
+    url = normalize_url(url)
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database URL: {displayable_url(url)}")
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        if path is None:
+            raise DatabaseMissing("database missing: an in-memory SQLite URL")
+        if not os.path.isfile(path):
+            raise DatabaseMissing(f"database missing: no file {path}")
+    return make_engine(
+        url,
+        pool_size=1,
+        pool_timeout=connect_timeout,
+        connect_timeout=connect_timeout,
+        must_exist=True,
+    )
+
+
+def revision_at(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
     """The revision of the database at ``url`` (None: no schema yet); raises when
-    it cannot be reached. Safe in threads (it does not run Alembic's env)."""
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    it cannot be reached within ``connect_timeout`` seconds, DatabaseMissing
+    when it does not exist. Safe in threads (it does not run Alembic's env)."""
+    engine = _script_engine(url, connect_timeout)
     try:
         with engine.connect() as connection:
             return current_revision(connection)
@@ -82,14 +135,14 @@ def revision_at(url):
         engine.dispose()
 
 
-def upgrade_url(url, schema="tenant"):
+def upgrade_url(url, schema="tenant", connect_timeout=DEFAULT_CONNECT_TIMEOUT):
     """Upgrade the database at ``url`` with an engine of its own; returns its revision.
 
     Runs in a worker process of ``tenant migrate --jobs N``.
     """
-    engine = create_engine(normalize_url(url), poolclass=NullPool)
+    engine = _script_engine(url, connect_timeout)
     try:
-        upgrade(engine, schema)
+        upgrade(writing_engine(engine), schema)
         with engine.connect() as connection:
             return current_revision(connection)
     finally:

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from tenantapp.migrations import bound_migration_timeouts
 from tenantapp.models.tenant import TenantBase
 
 connection = context.config.attributes.get("connection")
@@ -14,4 +15,5 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
+    bound_migration_timeouts(connection)
     context.run_migrations()
