@@ -12,9 +12,10 @@ import sys
 
 import pytest
 import webtest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from tenantapp import make_app
+from tenantapp.auth import throttle
 from tenantapp.cli import Admin
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import LoginFailure, LoginSession, Membership, Tenant, User
@@ -359,6 +360,32 @@ def tenant_rows(admin, tenant, model):
     """Every row of ``model`` in ``tenant``'s database, read by another connection."""
     with admin.directory.factory(tenant).transaction(write=False) as db:
         return db.query(model).order_by(model.id).all()
+
+
+def sessions_of(admin, username):
+    """The login sessions of ``username`` in the catalog (ORM rows, detached)."""
+    with admin.catalog.transaction(write=False) as db:
+        return (
+            db.execute(
+                select(LoginSession)
+                .join(User, User.id == LoginSession.user_id)
+                .where(User.username == username)
+            )
+            .scalars()
+            .all()
+        )
+
+
+def last_used(admin, username):
+    """The stored "last used" of ``username``'s only login session."""
+    (session,) = sessions_of(admin, username)
+    return session.last_used_at
+
+
+def failures(admin, username):
+    """How many failed logins are stored for ``username``."""
+    with admin.catalog.transaction(write=False) as db:
+        return throttle.failure_count(db, username)
 
 
 def pytest_configure(config):

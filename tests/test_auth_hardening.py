@@ -13,14 +13,24 @@ from datetime import UTC, datetime
 import pytest
 import webtest
 from races import LockHolder, in_thread, wait_for_blocked_behind
-from sqlalchemy import select, text
+from sqlalchemy import text
 from webob import Request
 
-from conftest import PASSWORD, Client, Clock, assert_error, dispose_app, tenant_rows
+from conftest import (
+    PASSWORD,
+    Client,
+    Clock,
+    assert_error,
+    dispose_app,
+    failures,
+    last_used,
+    sessions_of,
+    tenant_rows,
+)
 from tenantapp import make_app
-from tenantapp.auth import throttle, tokens
+from tenantapp.auth import tokens
 from tenantapp.auth.sessions import Login, TenantAccess, load_login
-from tenantapp.models.catalog import LoginSession, Membership, Tenant, User
+from tenantapp.models.catalog import Membership, Tenant
 from tenantapp.models.tenant import Project
 
 COOKIE = "session"
@@ -48,29 +58,6 @@ def send(app, method, path, cookie, body=None, headers=None):
 def _latin1(value):
     """How a UTF-8 header value reaches a WSGI app."""
     return value.encode("utf-8").decode("latin-1")
-
-
-def session_rows(admin, username):
-    with admin.catalog.transaction(write=False) as db:
-        return (
-            db.execute(
-                select(LoginSession)
-                .join(User, User.id == LoginSession.user_id)
-                .where(User.username == username)
-            )
-            .scalars()
-            .all()
-        )
-
-
-def last_used(admin, username):
-    (session,) = session_rows(admin, username)
-    return session.last_used_at
-
-
-def stored_failures(admin, username):
-    with admin.catalog.transaction(write=False) as db:
-        return throttle.failure_count(db, username)
 
 
 @pytest.fixture
@@ -221,7 +208,7 @@ def _assert_throttled_bound(responses, admin, username, limit=5):
             assert 1 <= int(response.headers["Retry-After"]) <= 900
         else:
             assert_error(response, 401, "unauthenticated")
-    assert stored_failures(admin, username) == limit
+    assert failures(admin, username) == limit
 
 
 @pytest.mark.postgresql_only
@@ -272,18 +259,18 @@ def test_one_attempt_at_a_time_the_throttle_answers_as_before(client, make_user,
     # A success stores nothing, and clears what was there.
     for _ in range(4):
         assert_error(client.login("alice", "wrong", status=401), 401, "unauthenticated")
-    assert stored_failures(admin, "alice") == 4
+    assert failures(admin, "alice") == 4
     client.login("alice")
-    assert stored_failures(admin, "alice") == 0
+    assert failures(admin, "alice") == 0
     # The right password with a tenant one may not choose: refused, nothing stored.
     assert_error(client.login("mallory", tenant="globex", status=403), 403, "forbidden")
-    assert stored_failures(admin, "mallory") == 0
+    assert failures(admin, "mallory") == 0
     # The fifth failure throttles, the sixth attempt is refused without a check
     # and is not stored (a refused attempt does not extend the lockout).
     for _ in range(5):
         client.login("alice", "wrong", status=401)
     assert_error(client.login("alice", status=429), 429, "too_many_requests")
-    assert stored_failures(admin, "alice") == 5
+    assert failures(admin, "alice") == 5
 
 
 # --- 3. an idle timeout shorter than the touch interval -----------------------------
@@ -460,6 +447,6 @@ def test_logging_in_again_over_a_session_with_a_touch_due(clock, editor, admin):
     clock.advance(61)
     editor.login("erin")
     assert editor.test_app.cookies[COOKIE] != old_cookie
-    (session,) = session_rows(admin, "erin")
+    (session,) = sessions_of(admin, "erin")
     assert session.created_at == clock.now
     editor.get("/api/me")

@@ -51,6 +51,22 @@ def error_log(caplog):
     return [r.getMessage() for r in caplog.records if r.name == "tenantapp.views.errors"]
 
 
+def post_under_conflicts(client, path, url, failing, conflict_on_attempt, caplog):
+    """POST ``path`` in a thread while ``conflict_on_attempt(gate, attempt)``
+    makes each of its first ``failing`` attempts conflict; the response and
+    the exception views' log lines."""
+    gate = hold_gates(url, attempts=failing)
+    with caplog.at_level(logging.INFO, logger="tenantapp"):
+        call = in_thread(client.post_json, path, {}, expect_errors=True)
+        try:
+            for attempt in range(failing):
+                conflict_on_attempt(gate, attempt)
+            response = call.result()
+        finally:
+            gate.release()
+    return response, error_log(caplog)
+
+
 def assert_conflict_answer(response):
     error = assert_error(response, 503, "service_unavailable")
     assert int(response.headers["Retry-After"]) > 0
@@ -91,22 +107,15 @@ def test_a_deadlock_on_every_attempt_is_a_503_that_says_so(app, make_user, setti
     first = client.post_json("/api/projects", {"name": "First"}).json["id"]
     then = client.post_json("/api/projects", {"name": "Then"}).json["id"]
     url = acme_url(settings)
-    gate = hold_gates(url)
-    with caplog.at_level(logging.INFO, logger="tenantapp"):
-        call = in_thread(
-            client.post_json,
-            f"/api/_test/lock_in_order?first={first}&then={then}&gate={GATE}",
-            {},
-            expect_errors=True,
-        )
-        try:
-            for attempt in range(ATTEMPTS):
-                deadlock_on_attempt(gate, url, attempt, first, then)
-            response = call.result()
-        finally:
-            gate.release()
+    response, logged = post_under_conflicts(
+        client,
+        f"/api/_test/lock_in_order?first={first}&then={then}&gate={GATE}",
+        url,
+        ATTEMPTS,
+        lambda gate, attempt: deadlock_on_attempt(gate, url, attempt, first, then),
+        caplog,
+    )
     assert_conflict_answer(response)
-    logged = error_log(caplog)
     assert any("deadlock" in line for line in logged), logged
     assert not any("unavailable" in line for line in logged), logged
     # Retried twice, answered once.
@@ -120,22 +129,16 @@ def test_a_deadlock_is_retried_and_the_retry_succeeds(app, make_user, settings, 
     first = client.post_json("/api/projects", {"name": "First"}).json["id"]
     then = client.post_json("/api/projects", {"name": "Then"}).json["id"]
     url = acme_url(settings)
-    gate = hold_gates(url, attempts=1)  # the second attempt passes its gate
-    with caplog.at_level(logging.INFO, logger="tenantapp"):
-        call = in_thread(
-            client.post_json,
-            f"/api/_test/lock_in_order?first={first}&then={then}&gate={GATE}",
-            {},
-            expect_errors=True,
-        )
-        try:
-            deadlock_on_attempt(gate, url, 0, first, then)
-            response = call.result()
-        finally:
-            gate.release()
+    response, logged = post_under_conflicts(
+        client,
+        f"/api/_test/lock_in_order?first={first}&then={then}&gate={GATE}",
+        url,
+        1,  # the second attempt passes its gate
+        lambda gate, attempt: deadlock_on_attempt(gate, url, attempt, first, then),
+        caplog,
+    )
     assert response.status_int == 200, response.body
     assert response.json == {"locked": True}
-    logged = error_log(caplog)
     assert len(logged) == 1 and "deadlock" in logged[0] and "retrying" in logged[0], logged
 
 
@@ -160,28 +163,25 @@ def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
     client = logged_in(app, "ann")
     project = client.post_json("/api/projects", {"name": "Counter", "description": "0"}).json
     url = acme_url(settings)
-    gate = hold_gates(url)
     writer = psycopg2.connect(libpq_url(url))
     writer.autocommit = True
-    with caplog.at_level(logging.INFO, logger="tenantapp"):
-        call = in_thread(
-            client.post_json,
+    try:
+        response, logged = post_under_conflicts(
+            client,
             f"/api/_test/serializable_increment?project_id={project['id']}&gate={GATE}",
-            {},
-            expect_errors=True,
+            url,
+            ATTEMPTS,
+            lambda gate, attempt: serialization_failure_on_attempt(
+                gate, writer, attempt, project["id"]
+            ),
+            caplog,
         )
-        try:
-            for attempt in range(ATTEMPTS):
-                serialization_failure_on_attempt(gate, writer, attempt, project["id"])
-            response = call.result()
-        finally:
-            gate.release()
-            writer.close()
+    finally:
+        writer.close()
     assert_conflict_answer(response)
     # The three concurrent changes are there; the request wrote nothing.
     [stored] = tenant_rows(admin, "acme", Project)
     assert stored.description == str(10 * ATTEMPTS)
-    logged = error_log(caplog)
     assert any("serialization failure" in line for line in logged), logged
     assert not any("unavailable" in line for line in logged), logged
     assert sum("retrying" in line for line in logged) == ATTEMPTS - 1, logged
@@ -195,27 +195,25 @@ def test_a_serialization_failure_is_retried_and_the_retry_succeeds(
     client = logged_in(app, "ann")
     project = client.post_json("/api/projects", {"name": "Counter", "description": "0"}).json
     url = acme_url(settings)
-    gate = hold_gates(url, attempts=1)
     writer = psycopg2.connect(libpq_url(url))
     writer.autocommit = True
-    with caplog.at_level(logging.INFO, logger="tenantapp"):
-        call = in_thread(
-            client.post_json,
+    try:
+        response, logged = post_under_conflicts(
+            client,
             f"/api/_test/serializable_increment?project_id={project['id']}&gate={GATE}",
-            {},
-            expect_errors=True,
+            url,
+            1,
+            lambda gate, attempt: serialization_failure_on_attempt(
+                gate, writer, attempt, project["id"]
+            ),
+            caplog,
         )
-        try:
-            serialization_failure_on_attempt(gate, writer, 0, project["id"])
-            response = call.result()
-        finally:
-            gate.release()
-            writer.close()
+    finally:
+        writer.close()
     # The second attempt read the committed 10: no lost update.
     assert (response.status_int, response.json) == (200, {"count": 11}), response.body
     [stored] = tenant_rows(admin, "acme", Project)
     assert stored.description == "11"
-    logged = error_log(caplog)
     assert len(logged) == 1 and "serialization failure" in logged[0], logged
     assert "retrying" in logged[0], logged
 

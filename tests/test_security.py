@@ -16,9 +16,18 @@ import webtest
 from sqlalchemy import select, text
 from webob import Request
 
-from conftest import PASSWORD, SECRET, Clock, assert_error, tenant_rows
+from conftest import (
+    PASSWORD,
+    SECRET,
+    Clock,
+    assert_error,
+    failures,
+    last_used,
+    sessions_of,
+    tenant_rows,
+)
 from tenantapp import make_app
-from tenantapp.auth import throttle, tokens
+from tenantapp.auth import tokens
 from tenantapp.cli import CommandError
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import LoginFailure, LoginSession, Membership, Tenant, User
@@ -48,29 +57,6 @@ def world(admin):
             for model in (Project, Task):
                 state[f"{tenant}.{model.__tablename__}"] = _table_rows(db, model.__table__)
     return state
-
-
-def sessions_of(admin, username):
-    with admin.catalog.transaction(write=False) as db:
-        return (
-            db.execute(
-                select(LoginSession)
-                .join(User, User.id == LoginSession.user_id)
-                .where(User.username == username)
-            )
-            .scalars()
-            .all()
-        )
-
-
-def last_used(admin, username):
-    (session,) = sessions_of(admin, username)
-    return session.last_used_at
-
-
-def failures(admin, username):
-    with admin.catalog.transaction(write=False) as db:
-        return throttle.failure_count(db, username)
 
 
 def replayer(app, cookie_value):
