@@ -27,8 +27,10 @@ from tenantapp.db.provisioning import (
     displayable_url,
     tenant_database_url,
 )
+from tenantapp.errors import Conflict, NotFound
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
-from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
+from tenantapp.models.catalog import ROLES, LoginSession, Tenant, User
+from tenantapp.services import members
 
 
 class CommandError(Exception):
@@ -305,30 +307,41 @@ class Admin:
                 )
         self.say(f"user {username} {'disabled' if disabled else 'enabled'}")
 
-    def user_grant(self, username, tenant_name, role):
+    def user_grant(self, username, tenant_name, role, force=False):
+        """Add or change a membership, through the members service (the API's):
+        demoting a tenant's last admin is refused unless ``force``."""
         with self.catalog.transaction() as session:
             user = self._user(session, username)
             tenant = self._tenant(session, tenant_name)
-            membership = session.get(Membership, (user.id, tenant.id))
-            if membership is None:
-                session.add(Membership(user_id=user.id, tenant_id=tenant.id, role=role))
-            else:
-                membership.role = role
+            if user.disabled:
+                raise CommandError(f"user {username} is disabled")
+            try:
+                members.set_role(session, tenant.id, username, role, force=force)
+            except Conflict as exc:
+                raise CommandError(_refused(exc, tenant_name)) from None
         self.say(f"{username} is {role} of {tenant_name}")
 
-    def user_revoke(self, username, tenant_name):
+    def user_revoke(self, username, tenant_name, force=False):
+        """Remove a membership, through the members service (the API's):
+        removing a tenant's last admin is refused unless ``force``."""
         with self.catalog.transaction() as session:
-            user = self._user(session, username)
+            self._user(session, username)
             tenant = self._tenant(session, tenant_name)
-            membership = session.get(Membership, (user.id, tenant.id))
-            if membership is None:
-                raise CommandError(f"{username} is not a member of {tenant_name}")
-            session.delete(membership)
+            try:
+                members.remove_member(session, tenant.id, username, force=force)
+            except NotFound:
+                raise CommandError(f"{username} is not a member of {tenant_name}") from None
+            except Conflict as exc:
+                raise CommandError(_refused(exc, tenant_name)) from None
         self.say(f"{username} is no longer a member of {tenant_name}")
 
     def count_users(self):
         with self.catalog.transaction(write=False) as session:
             return session.execute(select(func.count()).select_from(User)).scalar_one()
+
+
+def _refused(conflict, tenant_name):
+    return f"{tenant_name}: {conflict.message} (--force to do it anyway)"
 
 
 def build_parser():
@@ -370,9 +383,15 @@ def build_parser():
     grant.add_argument("username")
     grant.add_argument("tenant")
     grant.add_argument("--role", choices=ROLES, required=True)
+    grant.add_argument(
+        "--force", action="store_true", help="even if it demotes the tenant's last admin"
+    )
     revoke = user.add_parser("revoke", help="remove a membership")
     revoke.add_argument("username")
     revoke.add_argument("tenant")
+    revoke.add_argument(
+        "--force", action="store_true", help="even if it removes the tenant's last admin"
+    )
     return parser
 
 
@@ -402,9 +421,9 @@ def run(admin, args, stdin=None):
         elif args.action in ("disable", "enable"):
             admin.user_set_disabled(args.username, args.action == "disable")
         elif args.action == "grant":
-            admin.user_grant(args.username, args.tenant, args.role)
+            admin.user_grant(args.username, args.tenant, args.role, force=args.force)
         elif args.action == "revoke":
-            admin.user_revoke(args.username, args.tenant)
+            admin.user_revoke(args.username, args.tenant, force=args.force)
 
 
 def main(argv=None):

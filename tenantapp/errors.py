@@ -78,6 +78,11 @@ class UnsupportedMediaType(APIError):
     status, code, message = 415, "unsupported_media_type", "send application/json"
 
 
+class Conflict(APIError):
+    status, code = 409, "conflict"
+    message = "the change would break a rule of the tenant"
+
+
 class ValidationFailed(APIError):
     status, code, message = 422, "validation_failed", "the body is not valid"
 

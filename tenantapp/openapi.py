@@ -54,7 +54,9 @@ class Operation:
     - ``one_object``: the answer is one object, with ``ETag`` (and ``Location``
       on 201);
     - ``if_match``: honours ``If-Match`` (412);
-    - ``database``: needs a database (503 when it does not answer).
+    - ``database``: needs a database (503 when it does not answer);
+    - ``also``: other success statuses with the same body (a PUT that may
+      create: 201 as well as 200).
     """
 
     summary: str
@@ -69,6 +71,7 @@ class Operation:
     one_object: bool = False
     if_match: bool = False
     database: bool = True
+    also: tuple = ()
 
 
 _PATCH = (
@@ -128,6 +131,66 @@ OPERATIONS = {
         "tenant",
         description="Needs the `admin` role.",
         response={"type": "array", "items": _ref("Member")},
+    ),
+    ("member", "PUT"): Operation(
+        "Add a member, or change a member's role",
+        "tenant",
+        description=(
+            "Needs the `admin` role. 201 when the user was not a member, 200 when the role "
+            "changed or stayed. 404 for a user that does not exist or is disabled. Demoting the "
+            "tenant's last admin (oneself included) answers 409 `conflict` and changes nothing. "
+            "The member sees the change on their very next request."
+        ),
+        response="Member",
+        also=(201,),
+        body=schemas.MemberRoleBody,
+        example={"role": "editor"},
+        raises=(errors.Conflict,),
+    ),
+    ("member", "DELETE"): Operation(
+        "Remove a member",
+        "tenant",
+        description=(
+            "Needs the `admin` role. 404 when the user is not a member; removing the tenant's "
+            "last admin (oneself included) answers 409 `conflict` and changes nothing."
+        ),
+        status=204,
+        raises=(errors.Conflict,),
+    ),
+    ("me_password", "PUT"): Operation(
+        "Change your password",
+        "account",
+        description=(
+            "Every other login session of the user ends (their cookies answer 401); this one "
+            "stays. A wrong `current_password` answers 403 `forbidden` and counts as a failed "
+            "login for throttling (429 past the limit, even with the right password). "
+            "`new_password`: 12–1024 characters, different from the current one (422)."
+        ),
+        status=204,
+        body=schemas.PasswordChangeBody,
+        example={
+            "current_password": "alice-demo-password",
+            "new_password": "a much longer passphrase",
+        },
+        raises=(errors.Forbidden, errors.TooManyRequests),
+    ),
+    ("me_sessions", "GET"): Operation(
+        "Your login sessions",
+        "account",
+        description=(
+            "The user's live login sessions, newest first; `current` marks the one of this "
+            "request. `id` is an opaque string that opens nothing."
+        ),
+        response={"type": "array", "items": _ref("LoginSession")},
+    ),
+    ("me_session", "DELETE"): Operation(
+        "End one of your login sessions",
+        "account",
+        description=(
+            "The session ends on every process; ending the current one is a logout. 404 for an "
+            "id that is not one of the user's live sessions."
+        ),
+        status=204,
     ),
     ("projects", "GET"): Operation(
         "List projects",
@@ -250,7 +313,8 @@ TAGS = [
     {"name": "session", "description": "Login, the current user, tenant choice, logout."},
     {"name": "projects", "description": "Projects of the chosen tenant."},
     {"name": "tasks", "description": "Tasks of the chosen tenant."},
-    {"name": "tenant", "description": "The chosen tenant itself."},
+    {"name": "tenant", "description": "The chosen tenant itself: its members (admins only)."},
+    {"name": "account", "description": "Your own password and login sessions."},
     {"name": "documentation", "description": "This document and its interactive page."},
 ]
 
@@ -339,6 +403,14 @@ PATH_PARAMETERS = {
     "id": {
         "description": "The object's id in the chosen tenant (other ids answer 404).",
         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    },
+    "username": {
+        "description": "A username (404 for one that does not exist).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 150, "pattern": NO_NUL},
+    },
+    "session_id": {
+        "description": "The `id` of one of your sessions in `GET /api/me/sessions` (else 404).",
+        "schema": {"type": "string", "minLength": 1},
     },
 }
 
@@ -464,6 +536,15 @@ RESPONSE_SCHEMAS = {
         },
         "A task of the chosen tenant.",
     ),
+    "LoginSession": _object(
+        {
+            "id": {"type": "string", "description": "Opaque; opens nothing."},
+            "created_at": TIMESTAMP,
+            "last_used_at": TIMESTAMP,
+            "current": {"type": "boolean", "description": "The session of this request."},
+        },
+        "One of the user's live login sessions.",
+    ),
     "ProjectPage": _page("Project"),
     "TaskPage": _page("Task"),
 }
@@ -480,6 +561,9 @@ FIELD_DESCRIPTIONS = {
     "status": "The task's status.",
     "assignee": "Up to 150 characters, or null.",
     "due_date": "`YYYY-MM-DD`, or null.",
+    "role": "The member's role in the chosen tenant.",
+    "current_password": "The password the user has now.",
+    "new_password": "12–1024 characters, different from the current password.",
 }
 
 
@@ -520,6 +604,7 @@ ERROR_MEANINGS = {
     "not_found": "no such route, or no such object in the chosen tenant",
     "method_not_allowed": "the route exists, the method does not (`Allow` lists the methods)",
     "precondition_failed": "`If-Match` does not match the object's current `ETag`",
+    "conflict": "the change would break a rule of the tenant (leave it without an admin)",
     "payload_too_large": "body over 1 MiB",
     "unsupported_media_type": "a body that is not `application/json`",
     "validation_failed": "well-formed JSON with wrong, missing or unknown fields",
@@ -713,6 +798,8 @@ def _operation(route_name, method, path, endpoint, operation, components):
             media["example"] = operation.example
         document["requestBody"] = {"required": True, "content": {JSON: media}}
     responses = {str(operation.status): _success(operation)}
+    for status in operation.also:
+        responses[str(status)] = _success(operation)
     by_status = {}
     for cls in operation_errors(method, path, endpoint, operation):
         by_status.setdefault(cls.status, []).append(cls)
@@ -735,7 +822,7 @@ change that tenant's projects and tasks.
   `validation_failed`. When several apply, the first of this order wins: 404/405
   (no such route or method; a 405 carries `Allow`), 413, 401, 403 `csrf_failed`,
   415, 400, 403 `tenant_required`/`tenant_suspended`/`forbidden`, 404 for an
-  object, 412, 422.
+  object, 412, 409, 422.
 - **Lists** are pages `{"items", "next"}`, walked with `?after=<next>`.
 - **Objects** carry `ETag: "<version>"`; PUT, PATCH and DELETE honour
   `If-Match` (412 when stale).

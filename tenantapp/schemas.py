@@ -23,6 +23,7 @@ from pydantic import (
     StrictStr,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
 )
 
 from tenantapp.errors import BadRequest, ValidationFailed
@@ -129,6 +130,35 @@ class ChooseTenantBody(Body):
     """``PUT /api/session/tenant``: the tenant to work in."""
 
     tenant: StrictStr
+
+
+# --- members and account -------------------------------------------------------
+
+
+class MemberRoleBody(Body):
+    """``PUT /api/members/{username}``: the member's role in the chosen tenant."""
+
+    role: Literal["viewer", "editor", "admin"]
+
+
+# The length rule of a new password (12–1024, and not the current one) is the
+# account service's, checked after the current password (API.md's order: 403
+# before 422); the schema refuses what is no password at all. The JSON Schema
+# states the whole rule.
+NewPassword = Annotated[
+    StrictStr,
+    AfterValidator(_no_nul),
+    WithJsonSchema(
+        {"type": "string", "minLength": 12, "maxLength": 1024, "pattern": "^[^\\x00]*$"}
+    ),
+]
+
+
+class PasswordChangeBody(Body):
+    """``PUT /api/me/password``."""
+
+    current_password: Password
+    new_password: NewPassword
 
 
 # --- projects ------------------------------------------------------------------

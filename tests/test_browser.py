@@ -311,3 +311,148 @@ def test_readable_on_a_phone(new_person, make_user, problems):
     assert fits()
     screenshot(page, "phone-projects")
     assert problems.errors == []
+
+
+def member_row(page, username):
+    return page.locator("tr.member", has=page.locator("td.member-username", has_text=username))
+
+
+def test_an_admin_manages_a_colleague_who_sees_each_change_on_the_next_page(
+    new_person, make_user, problems
+):
+    make_user("alice", display_name="Alice Admin", acme="admin")
+    make_user("bob", display_name="Bob Builder", globex="editor")
+
+    alice = new_person()
+    log_in(alice, "alice")
+    expect(alice.locator(".tenant-name")).to_have_text("Acme Inc")
+    # The admin badge leads to the members page.
+    alice.locator(".topbar a.badge", has_text="admin").click()
+    expect(alice).to_have_url(re.compile(r"/members$"))
+    expect(alice.get_by_role("heading", level=1)).to_have_text("Members of Acme Inc")
+
+    # An unknown username is a message at the field; nothing is added.
+    alice.get_by_label("Username").fill("bobby")
+    alice.get_by_role("button", name="Add member").click()
+    expect(alice.locator("#add-member-username-error")).to_have_text(
+        "There is no such user, or their account is disabled."
+    )
+    expect(alice.locator("tr.member")).to_have_count(1)
+
+    # Bob, in globex only so far.
+    bob = new_person()
+    log_in(bob, "bob")
+    expect(bob.locator(".tenant-name")).to_have_text("Globex Inc")
+
+    # Added as a viewer: acme appears in his chooser; he reads without controls.
+    alice.get_by_label("Username").fill("bob")
+    alice.get_by_label("Role", exact=True).select_option("viewer")
+    alice.get_by_role("button", name="Add member").click()
+    expect(alice).to_have_url(re.compile(r"/members$"))
+    expect(member_row(alice, "bob")).to_contain_text("Bob Builder")
+    expect(member_row(alice, "bob").locator("select")).to_have_value("viewer")
+    bob.get_by_role("link", name="Switch tenant").click()
+    bob.get_by_role("button", name="Choose Acme Inc").click()
+    expect(bob.locator(".tenant-name")).to_have_text("Acme Inc")
+    expect(bob.locator(".badge", has_text="viewer")).to_be_visible()
+    expect(bob.get_by_role("heading", name="New project")).to_have_count(0)
+    expect(bob.get_by_role("link", name="Members")).to_have_count(0)
+
+    # Promoted to editor: his next page has the write controls.
+    member_row(alice, "bob").get_by_label("Role of bob", exact=True).select_option("editor")
+    member_row(alice, "bob").get_by_role("button", name="Set the role of bob").click()
+    expect(member_row(alice, "bob").locator("select")).to_have_value("editor")
+    bob.reload()
+    expect(bob.locator(".badge", has_text="editor")).to_be_visible()
+    expect(bob.get_by_role("heading", name="New project")).to_be_visible()
+    create_project(bob, "Bob's first project")
+
+    # Alice, the last admin, cannot step down: a message, nothing changed.
+    member_row(alice, "alice").get_by_label("Role of alice", exact=True).select_option("viewer")
+    member_row(alice, "alice").get_by_role("button", name="Set the role of alice").click()
+    expect(alice.get_by_role("alert")).to_contain_text("Acme Inc needs at least one admin")
+    expect(member_row(alice, "alice").locator("select")).to_have_value("admin")
+    screenshot(alice, "members-last-admin")
+    alice.goto("/members")
+    screenshot(alice, "members")
+
+    # Removed, after a confirmation: his next page says he lost the tenant.
+    member_row(alice, "bob").get_by_role("link", name="Remove bob").click()
+    expect(alice.get_by_role("heading", level=1)).to_have_text("Remove bob from Acme Inc?")
+    screenshot(alice, "member-remove")
+    alice.get_by_role("button", name="Remove member").click()
+    expect(alice).to_have_url(re.compile(r"/members$"))
+    expect(alice.locator("td.member-username")).to_have_text(["alice you"])
+    bob.reload()
+    expect(bob).to_have_url(re.compile(r"/tenants$"))
+    expect(bob.get_by_role("alert")).to_have_text(
+        "You are no longer a member of the tenant you had chosen. Choose another one."
+    )
+    expect(bob.get_by_role("button", name="Choose Acme Inc")).to_have_count(0)
+
+    assert problems.errors == []
+
+
+def test_a_user_changes_their_password_and_ends_another_session(new_person, make_user, problems):
+    new_password = "a much longer passphrase"
+    make_user("carol", display_name="Carol Viewer", acme="viewer")
+    laptop, phone = new_person(), new_person(PHONE)
+    log_in(laptop, "carol")
+    log_in(phone, "carol")
+    expect(phone).to_have_url(re.compile(r"/projects$"))
+
+    laptop.get_by_role("link", name="Account").click()
+    expect(laptop.get_by_role("heading", level=1)).to_have_text("Your account")
+    expect(laptop.locator("tr.session-row")).to_have_count(2)
+    expect(laptop.locator("tr.session-row.current")).to_contain_text("this device")
+
+    # The two new ones must match: said at the field, nothing changes.
+    laptop.get_by_label("Current password").fill(PASSWORD)
+    laptop.locator("#new-password").fill(new_password)
+    laptop.get_by_label("New password again").fill(new_password + "!")
+    laptop.get_by_role("button", name="Change password").click()
+    expect(laptop.locator("#new-password-again-error")).to_have_text(
+        "Does not match the new password."
+    )
+    # A wrong current password, at its field.
+    laptop.get_by_label("Current password").fill("not my password")
+    laptop.locator("#new-password").fill(new_password)
+    laptop.get_by_label("New password again").fill(new_password)
+    laptop.get_by_role("button", name="Change password").click()
+    expect(laptop.locator("#current-password-error")).to_have_text(
+        "This is not your current password."
+    )
+    phone.reload()
+    expect(phone).to_have_url(re.compile(r"/projects$"))
+
+    # Changed: the phone's session ends, the laptop's stays.
+    laptop.get_by_label("Current password").fill(PASSWORD)
+    laptop.locator("#new-password").fill(new_password)
+    laptop.get_by_label("New password again").fill(new_password)
+    laptop.get_by_role("button", name="Change password").click()
+    expect(laptop.get_by_role("status")).to_have_text(
+        "Your password was changed. Every other session has ended."
+    )
+    expect(laptop.locator("tr.session-row")).to_have_count(1)
+    phone.reload()
+    expect(phone).to_have_url(re.compile(r"/login$"))
+
+    # The phone logs in again with the new password; the laptop ends that session.
+    log_in(phone, "carol", new_password)
+    expect(phone).to_have_url(re.compile(r"/projects$"))
+    laptop.get_by_role("link", name="Account").click()
+    expect(laptop.locator("tr.session-row")).to_have_count(2)
+    screenshot(laptop, "account")
+    laptop.locator("tr.session-row:not(.current)").get_by_role("button", name="End").click()
+    expect(laptop.get_by_role("status")).to_contain_text("The session was ended")
+    expect(laptop.locator("tr.session-row")).to_have_count(1)
+    phone.get_by_role("link", name="Account").click()
+    expect(phone).to_have_url(re.compile(r"/login$"))
+
+    # Ending this device's own session is a logout.
+    laptop.get_by_role("button", name="End and log out").click()
+    expect(laptop).to_have_url(re.compile(r"/login$"))
+    laptop.goto("/account")
+    expect(laptop).to_have_url(re.compile(r"/login$"))
+
+    assert problems.errors == []

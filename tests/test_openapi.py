@@ -114,11 +114,16 @@ def _operations_with_bodies(document):
                 yield path, method, document["components"]["schemas"][ref.rsplit("/", 1)[1]]
 
 
-def _concrete(path, project, task):
+def _concrete(path, project, task, username="ada"):
+    path = path.replace("{username}", username)
     return path.replace("{id}", str(task["id"] if "/tasks/" in path else project["id"]))
 
 
-def test_required_and_unknown_fields_are_those_the_views_check(editor, document):
+def test_required_and_unknown_fields_are_those_the_views_check(new_client, make_user, document):
+    # An admin: the member operations need the role before they read a body.
+    make_user("ada", acme="admin")
+    editor = new_client()
+    editor.login("ada")
     project = editor.post("/api/projects", {"name": "Bodies"}, status=201).json
     task = editor.post("/api/tasks", {"project_id": project["id"], "title": "T"}, status=201).json
     bodies = list(_operations_with_bodies(document))
@@ -296,10 +301,35 @@ def test_a_session_answers_as_documented(new_client, make_user, document):
     call(ada, "DELETE", "/api/tasks/{id}", t_url)
     call(ada, "DELETE", "/api/projects/{id}", p_url, headers={"If-Match": "*"})
     call(ada, "GET", "/api/openapi.json")
+    # Members and the account (API.md, "Members", "Your account").
+    make_user("cy")
+    m_url = "/api/members/{username}"
+    call(ada, "PUT", m_url, "/api/members/cy", {"role": "viewer"})  # 201
+    call(ada, "PUT", m_url, "/api/members/cy", {"role": "editor"})  # 200
+    call(ada, "PUT", m_url, "/api/members/cy", {"role": "owner"})  # 422
+    call(ada, "PUT", m_url, "/api/members/nobody", {"role": "viewer"})  # 404
+    call(ada, "PUT", m_url, "/api/members/ada", {"role": "viewer"})  # 409 last admin
+    call(bo, "PUT", m_url, "/api/members/cy", {"role": "viewer"})  # 403
+    call(ada, "DELETE", m_url, "/api/members/ada")  # 409
+    call(ada, "DELETE", m_url, "/api/members/cy")  # 204
+    call(ada, "DELETE", m_url, "/api/members/cy")  # 404
+    other = new_client()
+    other.login("ada")
+    sessions = call(ada, "GET", "/api/me/sessions").json
+    (others,) = [s for s in sessions if not s["current"]]
+    s_url = "/api/me/sessions/{session_id}"
+    call(ada, "DELETE", s_url, f"/api/me/sessions/{others['id']}")  # 204
+    call(ada, "DELETE", s_url, f"/api/me/sessions/{others['id']}")  # 404
+    pw_url = "/api/me/password"
+    call(ada, "PUT", pw_url, body={"current_password": "wrong", "new_password": "x" * 12})  # 403
+    call(ada, "PUT", pw_url, body={"current_password": PASSWORD, "new_password": "short"})  # 422
+    call(ada, "PUT", pw_url, body={"current_password": PASSWORD, "new_password": "x" * 12})
     call(ada, "POST", "/api/logout")
     call(ada, "GET", "/api/me")  # 401
     statuses = {status for _, _, status in answers.checked}
-    assert statuses >= {"200", "201", "204", "400", "401", "403", "404", "412", "415", "422"}
+    assert statuses >= {
+        "200", "201", "204", "400", "401", "403", "404", "409", "412", "415", "422"
+    }  # fmt: skip
 
 
 # --- the docs page ----------------------------------------------------------------

@@ -46,6 +46,7 @@ ERROR_CODES = {
     403: {"forbidden", "csrf_failed", "tenant_required", "tenant_suspended"},
     404: {"not_found"},
     405: {"method_not_allowed"},
+    409: {"conflict"},
     412: {"precondition_failed"},
     413: {"payload_too_large"},
     415: {"unsupported_media_type"},
@@ -160,17 +161,20 @@ def login(base):
 
 # Valid data may still be refused for what no schema can know: 412 for an
 # If-Match naming another version, 422 for a project that does not exist or a
-# name that is taken (the check above allows only those). Invalid data may be
-# refused with 412 before 422: API.md checks If-Match first.
+# name that is taken (the check above allows only those), 403 for a wrong
+# current password, 404 for a user or session id that does not exist, 409 for
+# demoting the tenant's last admin (the fuzzer). Invalid data may be refused
+# with 412 before 422: API.md checks If-Match first; and with 403, 404 or 409
+# before 422 (the current password, the user, the last admin).
 CONFIG = """\
 [auth.openapi.session]
 api_key = "${TENANTAPP_FUZZ_SESSION}"
 [auth.openapi.csrf]
 api_key = "${TENANTAPP_FUZZ_CSRF}"
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "403", "404", "412", "422", "429"]
+expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "429"]
 [checks.negative_data_rejection]
-expected-statuses = ["400", "401", "403", "404", "405", "412", "413", "415", "422", "429"]
+expected-statuses = ["400", "401", "403", "404", "405", "409", "412", "413", "415", "422", "429"]
 """
 
 
@@ -243,9 +247,18 @@ def test_schemathesis_finds_no_5xx_and_no_mismatch(live_server, make_user, tmp_p
     # rest must answer 401); then everything else with a new one, which the
     # logout would end. In that order: the second run tries to log in as the
     # user it sees in /api/me, which throttles the user's logins.
+    # The sessions list and ending a session likewise, with a session of their
+    # own: the stateful phase follows a listed id to DELETE, which may be this
+    # session's own (a logout).
     runs = {
         "POST /api/logout": ("--include-path", "/api/logout"),
-        "every operation but POST /api/logout": ("--exclude-path", "/api/logout"),
+        "/api/me/sessions": ("--include-path-regex", "^/api/me/sessions"),
+        "every operation but POST /api/logout and /api/me/sessions": (
+            "--exclude-path",
+            "/api/logout",
+            "--exclude-path-regex",
+            "^/api/me/sessions",
+        ),
     }
     total = 0
     for name, filters in runs.items():

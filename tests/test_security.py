@@ -382,7 +382,7 @@ def test_role_downgrade_takes_effect_at_the_next_request(victim, admin):
     # admin -> editor: the member list closes at once too.
     admin.user_grant("mallory", "acme", "admin")
     victim.get("/api/members")
-    admin.user_grant("mallory", "acme", "editor")
+    admin.user_grant("mallory", "acme", "editor", force=True)  # she was the last admin
     assert_error(victim.get("/api/members", status=403), 403, "forbidden")
 
 

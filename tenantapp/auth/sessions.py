@@ -126,7 +126,8 @@ def _lifetimes(settings):
     )
 
 
-def _expired(created_at, last_used_at, now, settings):
+def is_expired(created_at, last_used_at, now, settings):
+    """True for a session past its idle or its maximum age (the rule above)."""
     lifetimes = _lifetimes(settings)
     return now - last_used_at > lifetimes.idle_limit or now - created_at > lifetimes.max_age
 
@@ -140,7 +141,7 @@ def load_login(connection, token_hash, now, settings):
     row = connection.execute(query, {"token_hash": token_hash}).first()
     if row is None or row.disabled:
         return None
-    if _expired(row.created_at, row.last_used_at, now, settings):
+    if is_expired(row.created_at, row.last_used_at, now, settings):
         return None
     tenant = None
     if row.role is not None and row.tenant_name is not None:

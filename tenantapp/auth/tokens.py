@@ -63,3 +63,11 @@ def csrf_matches(secret, hashed_token, presented):
     if not presented or not presented.isascii():
         return False
     return hmac.compare_digest(csrf_token(secret, hashed_token), presented)
+
+
+def session_public_id(secret, hashed_token):
+    """The id under which a login session is shown to its user (``GET
+    /api/me/sessions``): an HMAC of the token hash, so it is stable, needs no
+    storage, and neither is nor reveals the token or its hash (it opens
+    nothing: a cookie is the signed token, a CSRF token another HMAC)."""
+    return _mac(secret, "session-id", hashed_token)

@@ -6,7 +6,7 @@ the ``page=Page(...)`` view option gives each page view its own checks, in the
 API's order: a body within the size limit (413), a login (otherwise a redirect
 to the login page), the CSRF token of every POST form (403), a usable chosen
 tenant (otherwise a redirect to the tenant chooser, which says why), and the
-role for writes (403, however the form was made).
+role for writes and for the members pages (403, however the form was made).
 
 Status codes: a form that comes back to the person with something to act on
 (a wrong password, a throttled login, an invalid field, a stale edit) is a 200
@@ -24,6 +24,8 @@ import math
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import quote
 
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.renderers import render_to_response
@@ -34,7 +36,9 @@ from tenantapp.auth.sessions import choose_tenant, end_login_session, membership
 from tenantapp.errors import (
     APIError,
     BadRequest,
+    Conflict,
     Forbidden,
+    NotFound,
     PayloadTooLarge,
     TenantRequired,
     TenantSuspended,
@@ -55,8 +59,8 @@ from tenantapp.schemas import (
     parse_task_filters,
     validate_body,
 )
+from tenantapp.services import account, members, projects, tasks
 from tenantapp.services import login as login_service
-from tenantapp.services import projects, tasks
 from tenantapp.views.contract import MAX_BODY_BYTES, declared_length, object_id
 
 STATUS_LABELS = {"open": "Open", "in_progress": "In progress", "done": "Done"}
@@ -88,11 +92,13 @@ class Page:
       login page. Every POST then carries the form field ``csrf_token``.
     - ``tenant``: a usable chosen tenant; otherwise to the tenant chooser.
     - ``write``: the ``write`` permission (editor or admin) in that tenant.
+    - ``admin``: the ``admin`` permission (managing the tenant's members).
     """
 
     login: bool = True
     tenant: bool = True
     write: bool = False
+    admin: bool = False
 
 
 def page_checks(view, info):
@@ -150,6 +156,8 @@ def _refusal(page, request):
             return HTTPSeeOther(request.route_url("page_tenants"))
     if page.write and not request.has_permission("write"):
         return error_page(request, 403, "your role in this tenant does not allow changes")
+    if page.admin and not request.has_permission("admin"):
+        return error_page(request, 403, "only the admins of this tenant manage its members")
     return None
 
 
@@ -660,6 +668,244 @@ def task_delete(request):
     return _redirect(request, "page_project", id=project.id)
 
 
+# --- members of the chosen tenant (its admins only) --------------------------------
+
+ROLE_LABELS = {"viewer": "Viewer", "editor": "Editor", "admin": "Admin"}
+LAST_ADMIN_MESSAGE = (
+    "{tenant} needs at least one admin: make someone else an admin first. Nothing was changed."
+)
+
+
+def member_path(request, username, action):
+    """The URL of ``action`` ("role", "remove") on member ``username``.
+
+    Every character but the unreserved ones is escaped, "/" included: a
+    username like "a/../b" must not become a path a browser shortens to
+    another member's. (Pyramid's route_path would leave "/" as it is.)
+    """
+    return f"{request.route_path('page_members')}/{quote(username, safe='')}/{action}"
+
+
+def _members_page(request, form=None, errors=None, message=None):
+    """The members page; with a ``message`` or ``errors`` it is a refused form
+    (200, and nothing this request did is written)."""
+    values = {
+        "members": members.list_members(request.catalog_db, request.tenant.id),
+        "roles": ROLE_LABELS,
+        "form": form or {"username": "", "role": "viewer"},
+        "errors": errors or {},
+        "message": message,
+        "me": request.login.username,
+        "member_path": member_path,
+    }
+    page = _form_again if message or errors else _render
+    return page(request, "members.jinja2", **values)
+
+
+def _last_admin(request):
+    return LAST_ADMIN_MESSAGE.format(tenant=request.tenant.display_name)
+
+
+def _member(request, username):
+    """The member ``username`` of the chosen tenant; 404 when not a member."""
+    for member in members.list_members(request.catalog_db, request.tenant.id):
+        if member.username == username:
+            return member
+    raise NotFound("no such member of this tenant")
+
+
+def _after_member_change(request, username, role=None):
+    """Where a successful change leads: the members page, unless the admin has
+    just changed or removed their own membership (then the page is no longer
+    theirs to see)."""
+    if username != request.login.username or role == "admin":
+        return _redirect(request, "page_members")
+    return _redirect(request, "page_projects" if role else "page_tenants")
+
+
+@view_config(route_name="page_members", request_method="GET", page=Page(admin=True))
+def member_list(request):
+    return _members_page(request)
+
+
+@view_config(route_name="page_members", request_method="POST", page=Page(admin=True))
+def member_add(request):
+    """Add a user by username with a role (a member already: their role is set)."""
+    form = {
+        "username": request.POST.get("username", "").strip(),
+        "role": request.POST.get("role", ""),
+    }
+    errors = {}
+    if not form["username"]:
+        errors["username"] = "must not be empty"
+    if form["role"] not in ROLE_LABELS:
+        errors["role"] = "must be viewer, editor or admin"
+    if errors:
+        return _members_page(request, form=form, errors=errors)
+    try:
+        members.set_role(request.catalog_db, request.tenant.id, form["username"], form["role"])
+    except NotFound:
+        return _members_page(
+            request,
+            form=form,
+            errors={"username": "there is no such user, or their account is disabled"},
+        )
+    except Conflict:
+        return _members_page(request, form=form, message=_last_admin(request))
+    return _after_member_change(request, form["username"], form["role"])
+
+
+@view_config(route_name="page_member_role", request_method="POST", page=Page(admin=True))
+def member_role(request):
+    """Change a member's role (the role selector of each row of the list)."""
+    username = request.matchdict["username"]
+    role = request.POST.get("role", "")
+    if role not in ROLE_LABELS:
+        raise BadRequest("the form carries no valid role")
+    # A member removed meanwhile is not added back by a stale row's selector.
+    member = _member(request, username)
+    if role != member.role:
+        try:
+            members.set_role(request.catalog_db, request.tenant.id, username, role)
+        except Conflict:
+            return _members_page(request, message=_last_admin(request))
+    return _after_member_change(request, username, role)
+
+
+@view_config(route_name="page_member_remove", request_method="GET", page=Page(admin=True))
+def member_remove_confirm(request):
+    return _render(
+        request,
+        "member_remove.jinja2",
+        member=_member(request, request.matchdict["username"]),
+        me=request.login.username,
+        roles=ROLE_LABELS,
+        member_path=member_path,
+    )
+
+
+@view_config(route_name="page_member_remove", request_method="POST", page=Page(admin=True))
+def member_remove(request):
+    username = request.matchdict["username"]
+    try:
+        members.remove_member(request.catalog_db, request.tenant.id, username)
+    except Conflict:
+        return _members_page(request, message=_last_admin(request))
+    return _after_member_change(request, username)
+
+
+# --- the user's own account (no tenant needed) ------------------------------------
+
+PASSWORD_FIELDS = ("current_password", "new_password", "new_password_again")
+# What the account page says after a change it redirected to (a fixed text per
+# key: nothing of the query string is shown).
+ACCOUNT_NOTICES = {
+    "password": "Your password was changed. Every other session has ended.",
+    "ended": "The session was ended: that device has to log in again.",
+}
+
+
+def _shown_time(value):
+    """``value`` (a datetime or its ISO text) as ``(iso, "YYYY-MM-DD HH:MM UTC")``."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.isoformat(), value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _account_page(request, errors=None, message=None, refused=False):
+    login = request.login
+    settings = request.registry.tenantapp_settings
+    sessions = [
+        {
+            **item,
+            "created": _shown_time(item["created_at"]),
+            "used": _shown_time(item["last_used_at"]),
+        }
+        for item in account.list_sessions(
+            request.catalog_db, login.user_id, login.token_hash, request.now, settings
+        )
+    ]
+    page = _form_again if refused else _render
+    return page(
+        request,
+        "account.jinja2",
+        sessions=sessions,
+        errors=errors or {},
+        message=message,
+        notice=None if refused else ACCOUNT_NOTICES.get(_params(request).get("done", "")),
+    )
+
+
+@view_config(route_name="page_account", request_method="GET", page=Page(tenant=False))
+def account_page(request):
+    return _account_page(request)
+
+
+@view_config(route_name="page_account_password", request_method="POST", page=Page(tenant=False))
+def password_change(request):
+    """The JSON API's password change behind a form, plus "new password again"."""
+    form = _form(request, PASSWORD_FIELDS)
+    if form["new_password"] != form["new_password_again"]:
+        # Checked here, before any password is: a typo costs no attempt.
+        return _account_page(
+            request,
+            errors={"new_password_again": "does not match the new password"},
+            refused=True,
+        )
+    settings = request.registry.tenantapp_settings
+    try:
+        account.change_password(
+            request.registry.getUtility(IDBFactory, "catalog"),
+            request.registry.passwords,
+            request.login,
+            form["current_password"],
+            form["new_password"],
+            request.now,
+            settings,
+        )
+    except ValidationFailed as error:
+        return _account_page(request, errors=error.fields, refused=True)
+    except Forbidden:
+        return _account_page(
+            request,
+            errors={"current_password": "this is not your current password"},
+            refused=True,
+        )
+    except TooManyRequests as error:
+        minutes = math.ceil(int(error.headers["Retry-After"]) / 60)
+        return _account_page(
+            request,
+            message="Too many wrong passwords for this account. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+            refused=True,
+        )
+    return HTTPSeeOther(request.route_path("page_account", _query={"done": "password"}))
+
+
+@view_config(route_name="page_account_session_end", request_method="POST", page=Page(tenant=False))
+def session_end(request):
+    """End one of the user's sessions; the current one is a logout."""
+    login = request.login
+    settings = request.registry.tenantapp_settings
+    try:
+        ended = account.end_session(
+            request.catalog_db,
+            login.user_id,
+            request.matchdict["session_id"],
+            settings.secret,
+            request.now,
+            settings,
+        )
+    except NotFound:
+        # Ended meanwhile (another tab, its expiry): the list as it is now.
+        return _account_page(request, message="That session had already ended.", refused=True)
+    if ended == login.token_hash:
+        response = _redirect(request, "page_login")
+        login_service.delete_session_cookie(response, settings)
+        return response
+    return HTTPSeeOther(request.route_path("page_account", _query={"done": "ended"}))
+
+
 def includeme(config):
     settings = config.registry.settings
     settings.setdefault("jinja2.directories", "tenantapp:templates")
@@ -687,3 +933,11 @@ def includeme(config):
     config.add_route("page_task_edit", f"/tasks/{OBJECT_ID}/edit")
     config.add_route("page_task_status", f"/tasks/{OBJECT_ID}/status")
     config.add_route("page_task_delete", f"/tasks/{OBJECT_ID}/delete")
+    config.add_route("page_members", "/members")
+    # A username may hold any character, "/" included (member_path quotes it
+    # as %2F, which the server decodes): ".+" keeps it whole.
+    config.add_route("page_member_role", "/members/{username:.+}/role")
+    config.add_route("page_member_remove", "/members/{username:.+}/remove")
+    config.add_route("page_account", "/account")
+    config.add_route("page_account_password", "/account/password")
+    config.add_route("page_account_session_end", "/account/sessions/{session_id}/end")
