@@ -65,6 +65,8 @@ PAGE_WALKS = 3
 LOAD_PATH = "/api/tasks?limit=50"
 WRK_THREADS, WRK_CONNECTIONS, WRK_SECONDS, WARMUP_SECONDS = 2, 32, 10, 2
 FLEET_SIZE = 100
+LIFE_CREATES = 20  # tenant create, timed one by one
+LIFE_TASKS = 10_000  # the tenant exported, imported and deleted
 TIME_LIMIT_S = 330  # the whole run, compare.sh excluded
 COMPARE_TIME_LIMIT_S = 240
 HTTP_TIMEOUT_S = 15
@@ -761,6 +763,72 @@ class Bench:
             "downgrade to undo it), so each tenant costs a connection and a version check, no DDL"
         )
 
+    def measure_tenant_life(self):
+        """Issue 14: tenant create (template copy), export, import, delete."""
+        section = "a tenant's life (tenantapp-admin, PostgreSQL)"
+        log(f"tenant create x{LIFE_CREATES}, each a process of its own")
+        whole = []
+        for n in range(LIFE_CREATES):
+            started = time.perf_counter()
+            self.admin("tenant", "create", f"life{n:03d}")
+            whole.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        self.admin("--help")
+        start_up = time.perf_counter() - started
+        self.record(
+            section,
+            f"tenant create, median of {LIFE_CREATES} (process start included)",
+            f"{statistics.median(whole) * 1000:.0f} ms (tenantapp-admin --help alone: "
+            f"{start_up * 1000:.0f} ms)",
+        )
+        work = self.create_tenants_in_process([f"lifein{n:03d}" for n in range(LIFE_CREATES)])
+        self.record(
+            section,
+            f"tenant create, the database work (Admin.tenant_create in a running process), "
+            f"median of {LIFE_CREATES}",
+            f"{statistics.median(work) * 1000:.0f} ms",
+        )
+        self.fill_tenant("life000", LIFE_TASKS)
+        dump = self.workdir / "life.json"
+        started = time.perf_counter()
+        self.admin("tenant", "export", "life000", str(dump))
+        self.record(
+            section,
+            f"tenant export, {LIFE_TASKS} tasks",
+            f"{time.perf_counter() - started:.2f} s ({dump.stat().st_size / 1e6:.1f} MB)",
+        )
+        started = time.perf_counter()
+        self.admin("tenant", "import", "life001", str(dump))
+        self.record(
+            section, f"tenant import, {LIFE_TASKS} tasks", f"{time.perf_counter() - started:.2f} s"
+        )
+        self.admin("tenant", "suspend", "life000")
+        started = time.perf_counter()
+        self.admin("tenant", "delete", "life000", "--yes")
+        self.record(
+            section,
+            f"tenant delete ({LIFE_TASKS} tasks)",
+            f"{(time.perf_counter() - started) * 1000:.0f} ms",
+        )
+
+    def fill_tenant(self, name, tasks):
+        import psycopg2
+
+        url = self.env["TENANTAPP_TENANT_URL_TEMPLATE"].format(name=name)
+        with contextlib.closing(psycopg2.connect(url)) as connection, connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO projects (name, name_key, description, created_at, updated_at, "
+                "version) VALUES ('big', 'big', '', now(), now(), 1) RETURNING id"
+            )
+            project = cur.fetchone()[0]
+            cur.execute(
+                "INSERT INTO tasks (project_id, title, title_key, status, assignee, created_at, "
+                "updated_at, version) SELECT %s, 'task ' || n, 'task ' || n, 'open', 'someone', "
+                "now(), now(), 1 FROM generate_series(1, %s) AS n",
+                (project, tasks),
+            )
+            connection.commit()
+
     def create_tenants_in_process(self, names):
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("TENANTAPP_")})
         import io
@@ -774,9 +842,13 @@ class Bench:
 
         with bootstrap(str(INI)) as env:
             admin = Admin(env["registry"], out=io.StringIO(), err=io.StringIO())
+            durations = []
             try:
                 for name in names:
+                    started = time.perf_counter()
                     admin.tenant_create(name)
+                    durations.append(time.perf_counter() - started)
+                return durations
             finally:
                 admin.directory.dispose_all()
                 admin.catalog.dispose()
@@ -893,6 +965,7 @@ def main():
                 bench.run_compare(run + 1, args.compare)
             bench.stop_server()
             bench.measure_fleet()
+            bench.measure_tenant_life()
         finally:
             signal.alarm(0)
             # No second Ctrl-C in the middle of the cleanup.

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
@@ -17,19 +18,22 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from tqdm import tqdm
 
-from tenantapp import migrations
+from tenantapp import migrations, transfer
+from tenantapp.db import template
 from tenantapp.db.directory import is_valid_tenant_name
 from tenantapp.db.provisioning import (
+    DatabaseInUse,
     UnusableDatabaseURL,
     configure_database,
     create_database,
     database_identity,
     displayable_url,
+    drop_database,
     tenant_database_url,
 )
 from tenantapp.errors import Conflict, NotFound
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
-from tenantapp.models.catalog import ROLES, LoginSession, Tenant, User
+from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
 from tenantapp.services import members
 
 
@@ -85,6 +89,32 @@ class Admin:
         self._configure(self.catalog.url)
         migrations.upgrade(self.catalog.write_engine, "catalog")
         self.say(f"catalog schema at {migrations.head_revision('catalog')}")
+        self._refresh_templates([self._default_tenant_url()])
+
+    def _default_tenant_url(self):
+        # A tenant URL of the template's server (or folder): where tenants go.
+        return self.directory.url_template.format(name="template")
+
+    def _refresh_templates(self, urls):
+        """Make the tenant template at the newest schema on the server (or in
+        the folder) of each of ``urls``; a failure is a warning: tenants are
+        then created by migrating."""
+        places = {}
+        for url in urls:
+            try:
+                identity = database_identity(url)
+            except (ValueError, SQLAlchemyError):
+                continue
+            # One per PostgreSQL server, one per SQLite folder.
+            place = identity[:3] if identity[0] == "postgresql" else os.path.dirname(identity[1])
+            places.setdefault(place, url)
+        for url in places.values():
+            try:
+                template.ensure_template(url, connect_timeout=self.connect_timeout)
+            except template.TemplateUnusable as exc:
+                self.warn(f"{exc} ({displayable_url(url)})")
+            except SQLAlchemyError as exc:
+                self.warn(f"no tenant template on {displayable_url(url)}: {first_line(exc)}")
 
     def demo(self):
         from tenantapp.demo import load_demo
@@ -118,10 +148,17 @@ class Admin:
         # registered, serialized with any other registration.
         with self.catalog.transaction(write=False) as session:
             self._refuse_taken(session, name, db_url, identity)
-        create_database(db_url, self.connect_timeout)
+        try:
+            cloned = template.create_from_template(db_url, connect_timeout=self.connect_timeout)
+        except template.TemplateUnusable as exc:
+            self.warn(f"{exc}: creating tenant {name}'s database by migrating instead")
+            cloned = False
+        if not cloned:
+            create_database(db_url, self.connect_timeout)
         self._configure(db_url)
         factory = self.directory.register(name, own_url)
-        migrations.upgrade(factory.write_engine, "tenant")
+        if not cloned:  # a copy of the template is at the newest schema already
+            migrations.upgrade(factory.write_engine, "tenant")
         factory.dispose()  # a script keeps no pool open per tenant
         with self.catalog.transaction() as session:
             if session.get_bind().dialect.name == "postgresql":
@@ -206,6 +243,83 @@ class Admin:
                     problems[checks[future]] = database_problem(error)
         return revisions, problems
 
+    def tenant_delete(self, name):
+        """Drop a suspended tenant's database, then its memberships and catalog entry.
+
+        The database goes first, inside the catalog transaction that holds the
+        tenant's row: a failed drop changes nothing; a catalog commit that fails
+        after the drop leaves a suspended tenant without a database, which
+        running the command again finishes (dropping what is gone is a no-op).
+        """
+        with self.catalog.transaction() as session:
+            tenant = session.execute(
+                select(Tenant).where(Tenant.name == name).with_for_update()
+            ).scalar_one_or_none()
+            if tenant is None:
+                raise CommandError(f"no such tenant: {name}")
+            if tenant.status != "suspended":
+                raise CommandError(f"tenant {name} is {tenant.status}: suspend it first")
+            url = self.directory.url_for(name, tenant.db_url)
+            try:
+                drop_database(url, self.connect_timeout)
+            except DatabaseInUse as exc:
+                raise CommandError(f"tenant {name} not deleted: {exc}") from None
+            except SQLAlchemyError as exc:
+                raise CommandError(
+                    f"tenant {name} not deleted: its database could not be dropped: "
+                    f"{first_line(exc)}"
+                ) from None
+            # Sessions that had it chosen go back to "no tenant chosen".
+            session.execute(
+                LoginSession.__table__.update()
+                .where(LoginSession.tenant_id == tenant.id)
+                .values(tenant_id=None)
+            )
+            session.execute(Membership.__table__.delete().where(Membership.tenant_id == tenant.id))
+            session.delete(tenant)
+        self.say(f"tenant {name} deleted")
+
+    def tenant_export(self, name, path):
+        """Write the tenant's projects and tasks to ``path`` (``-``: standard
+        output) as one JSON document, from one snapshot of its database."""
+        with self.catalog.transaction(write=False) as session:
+            url = self.directory.url_for(name, self._tenant(session, name).db_url)
+        revision = migrations.revision_at(url, self.connect_timeout)
+        if path == "-":
+            transfer.export_tenant(url, name, revision, self.out)
+            return
+        # Written beside it, then renamed: FILE is whole or untouched.
+        partial = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(partial, "w", encoding="utf-8") as out:
+                projects, tasks = transfer.export_tenant(url, name, revision, out)
+            os.replace(partial, path)
+        except OSError as exc:
+            raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        self.say(f"tenant {name}: {projects} project(s), {tasks} task(s) written to {path}")
+
+    def tenant_import(self, name, path):
+        """Load a ``tenant export`` document into tenant ``name``, which has no
+        projects yet; all of it in one transaction, or nothing."""
+        with self.catalog.transaction(write=False) as session:
+            tenant = self._tenant(session, name)
+            factory = self.directory.factory(name, tenant.db_url)
+        try:
+            with open(path, encoding="utf-8") as stream, factory.transaction() as session:
+                projects, tasks = transfer.import_tenant(session, stream)
+        except transfer.TransferError as exc:
+            raise CommandError(f"tenant {name} not imported: {exc}") from None
+        except UnicodeDecodeError:
+            raise CommandError(f"tenant {name} not imported: invalid file: not UTF-8") from None
+        except OSError as exc:
+            raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+        finally:
+            factory.dispose()
+        self.say(f"tenant {name}: {projects} project(s), {tasks} task(s) imported")
+
     def tenant_set_status(self, name, status):
         with self.catalog.transaction() as session:
             self._tenant(session, name).status = status
@@ -266,6 +380,7 @@ class Admin:
                         if future.exception() is not None:
                             failed(futures[future], first_line(future.exception()))
                         progress.update(1)
+        self._refresh_templates([self._default_tenant_url(), *urls.values()])
         self.say(f"{len(names) - len(failures)} of {len(names)} tenant(s) at {head}")
         if failures:
             raise CommandError(f"{len(failures)} tenant(s) failed: {', '.join(sorted(failures))}")
@@ -365,6 +480,15 @@ def build_parser():
     listing.add_argument("--json", action="store_true")
     for action in ("suspend", "resume"):
         tenant.add_parser(action, help=f"{action} a tenant").add_argument("name")
+    delete = tenant.add_parser("delete", help="delete a suspended tenant and its database")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", required=True, help="yes, delete it")
+    export = tenant.add_parser("export", help="write a tenant's projects and tasks as JSON")
+    export.add_argument("name")
+    export.add_argument("file", help="the file to write, - for standard output")
+    load = tenant.add_parser("import", help="load an export into a tenant without projects")
+    load.add_argument("name")
+    load.add_argument("file")
     migrate = tenant.add_parser("migrate", help="upgrade tenant schemas (--all or NAME...)")
     migrate.add_argument("--all", action="store_true", dest="all_tenants")
     migrate.add_argument("names", nargs="*", default=[], metavar="NAME")
@@ -411,6 +535,12 @@ def run(admin, args, stdin=None):
             admin.tenant_set_status(args.name, "suspended")
         elif args.action == "resume":
             admin.tenant_set_status(args.name, "active")
+        elif args.action == "delete":
+            admin.tenant_delete(args.name)
+        elif args.action == "export":
+            admin.tenant_export(args.name, args.file)
+        elif args.action == "import":
+            admin.tenant_import(args.name, args.file)
         elif args.action == "migrate":
             admin.tenant_migrate(args.names, all_tenants=args.all_tenants, jobs=args.jobs)
     elif args.command == "user":

@@ -107,6 +107,8 @@ def make_engine(
         }
         engine = create_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
+        if path is not None and must_exist:
+            _drop_when_file_replaced(engine, path)
     elif backend == "postgresql":
         options["connect_args"] = {
             **libpq_timeouts(connect_timeout),
@@ -311,6 +313,29 @@ def _ping_when_idle(engine, ping_after):
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as exc:
             raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+
+
+def _drop_when_file_replaced(engine, path):
+    """Discard a pooled connection whose file was removed (``tenant delete``),
+    or replaced by another (the same name created again): an open SQLite
+    connection keeps reading the removed file. One ``stat`` per checkout."""
+
+    def identity():
+        status = os.stat(path)
+        return (status.st_dev, status.st_ino)
+
+    @event.listens_for(engine, "connect")
+    def remember_file(dbapi_connection, connection_record):
+        connection_record.info["tenantapp_file"] = identity()
+
+    @event.listens_for(engine, "checkout")
+    def same_file(dbapi_connection, connection_record, connection_proxy):
+        try:
+            current = identity()
+        except OSError:
+            current = None
+        if current != connection_record.info.get("tenantapp_file"):
+            raise DisconnectionError(f"the database file {path} was removed or replaced")
 
 
 def _configure_sqlite(engine, busy_timeout_ms):

@@ -180,3 +180,64 @@ def configure_database(url, statement_timeout_ms, connect_timeout=DEFAULT_CONNEC
     finally:
         engine.dispose()
     return None
+
+
+class DatabaseInUse(Exception):
+    """A database that cannot be dropped now (e.g. transactions left prepared)."""
+
+
+def drop_database(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
+    """Drop the database ``url`` names; nothing to do when it is gone already
+    (a second run finishes what a failed one began). Returns True if dropped.
+
+    PostgreSQL: refused with :class:`DatabaseInUse` while it has transactions
+    left prepared (``recover`` settles them); the app's remaining connections
+    are ended (``WITH (FORCE)``, PostgreSQL 13+). SQLite: the file and its
+    ``-wal`` and ``-shm`` companions.
+    """
+    url = normalize_url(url)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        existed = os.path.exists(path)
+        for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+            try:
+                os.remove(name)
+            except FileNotFoundError:
+                pass
+        return existed
+    if backend == "postgresql":
+        name = url.database
+        server = _server_engine(url, connect_timeout)
+        try:
+            with server.connect() as connection:
+                prepared = connection.execute(
+                    text("SELECT count(*) FROM pg_prepared_xacts WHERE database = :name"),
+                    {"name": name},
+                ).scalar_one()
+                if prepared:
+                    raise DatabaseInUse(
+                        f"the database {name} has {prepared} transaction(s) left prepared: "
+                        "run recover first"
+                    )
+                exists = connection.execute(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                ).first()
+                if not exists:
+                    return False
+                quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+                return True
+        finally:
+            server.dispose()
+    raise ValueError(f"unsupported database URL: {displayable_url(url)}")
+
+
+def _server_engine(url, connect_timeout):
+    """An engine on the server's ``postgres`` database, outside transactions."""
+    return create_engine(
+        url.set(database="postgres"),
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": connect_timeout},
+    )
