@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 def serve(app, global_conf, **options):
     options.setdefault("port", global_conf.get("http_port") or DEFAULT_PORT)
     warn_if_catalog_is_behind(app.registry)
+    # Before the first request, so no login of an unknown user pays for it.
+    app.registry.passwords.prepare()
     waitress.serve(app, **options)
     return 0
 

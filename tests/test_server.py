@@ -185,3 +185,21 @@ def test_revocation_done_through_one_process_is_refused_by_another(
         assert ann.call("GET", "/api/me")[2]["tenant"] is None
         admin.user_set_disabled("ann", True)
         assert code(ann.call("GET", "/api/me")) == (401, "unauthenticated")
+
+
+def test_the_server_makes_the_unknown_user_hash_before_it_serves(wsgi_app, monkeypatch):
+    # The argon2 hash an unknown user's password is checked against is made
+    # on first use (a CLI command never needs it), so the server runner must
+    # make it before the first request: no login pays for it.
+    from tenantapp import server
+    from tenantapp.auth.passwords import Passwords
+
+    passwords = Passwords(time_cost=1, memory_kib=1024, parallelism=1)
+    assert "dummy_hash" not in vars(passwords)
+    monkeypatch.setattr(wsgi_app.registry, "passwords", passwords)
+    served = []
+    monkeypatch.setattr(server.waitress, "serve", lambda app, **options: served.append(app))
+    server.serve(wsgi_app, {"http_port": "0"})
+    assert served == [wsgi_app]
+    assert "dummy_hash" in vars(passwords)
+    assert passwords.verify(None, "anything") is False

@@ -5,6 +5,8 @@ The parameters are settings; the defaults are RFC 9106's low-memory profile
 (``registry.passwords``), used by the login view and the admin commands alike.
 """
 
+from functools import cached_property
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -16,9 +18,22 @@ class Passwords:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )
-        # Verified against when the username is unknown, so that an unknown
-        # user and a wrong password cost the same time (no enumeration by timing).
-        self._dummy_hash = self._hasher.hash("tenantapp: no such user")
+
+    @cached_property
+    def dummy_hash(self):
+        """Verified against when the username is unknown, so that an unknown
+        user and a wrong password cost the same time (no enumeration by timing).
+
+        Made on first use, not at start-up: one argon2 hash (~150 ms with the
+        default parameters) is a tenth of every ``tenantapp-admin`` command,
+        which never verifies a password. The server makes it before it takes
+        requests (``tenantapp.server``), so no login pays for it.
+        """
+        return self._hasher.hash("tenantapp: no such user")
+
+    def prepare(self):
+        """Make :attr:`dummy_hash` now (a server, before it takes requests)."""
+        return self.dummy_hash
 
     def hash(self, password):
         """The argon2 hash of ``password``."""
@@ -27,7 +42,7 @@ class Passwords:
     def verify(self, password_hash, password):
         """True when ``password`` matches; pass ``None`` as hash for an unknown user."""
         try:
-            matched = self._hasher.verify(password_hash or self._dummy_hash, password)
+            matched = self._hasher.verify(password_hash or self.dummy_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return matched and password_hash is not None
