@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 
 from tenantapp.db.engines import normalize_url
 from tenantapp.models.tenant import TASK_STATUSES, Project, Task
+from tenantapp.services import projects, tasks
 from tenantapp.services.insert_order import lock_id_order
 
 FORMAT = "tenantapp-export"
@@ -32,18 +33,10 @@ VERSION = 1
 BATCH = 500  # rows fetched, or inserted, at a time
 _READ_SIZE = 64 * 1024
 
-PROJECT_FIELDS = ("id", "name", "description", "created_at", "updated_at", "version")
-TASK_FIELDS = (
-    "id",
-    "project_id",
-    "title",
-    "status",
-    "assignee",
-    "due_date",
-    "created_at",
-    "updated_at",
-    "version",
-)
+# Every column the API shows is every column a tenant holds: the export
+# writes the API's fields, in the API's order.
+PROJECT_FIELDS = projects.FIELDS
+TASK_FIELDS = tasks.FIELDS
 
 
 class TransferError(Exception):
