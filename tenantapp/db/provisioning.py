@@ -5,6 +5,7 @@ two URLs name the same database (:func:`database_identity`), and how a URL is
 shown (:func:`displayable_url`, never with its password).
 """
 
+import contextlib
 import os
 
 from sqlalchemy import URL, create_engine, text
@@ -201,10 +202,8 @@ def drop_database(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
         path = sqlite_path(url)
         existed = os.path.exists(path)
         for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # gone already: the aim
                 os.remove(name)
-            except FileNotFoundError:
-                pass
         return existed
     if backend == "postgresql":
         name = url.database
