@@ -6,10 +6,13 @@ import warnings
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 from pyramid.config import Configurator  # noqa: E402
+from pyramid.interfaces import IRoutesMapper  # noqa: E402
+from pyramid.registry import Registry  # noqa: E402
 from pyramid.tweens import EXCVIEW  # noqa: E402
 
 from tenantapp.models.types import utcnow  # noqa: E402
 from tenantapp.request import TenantRequest  # noqa: E402
+from tenantapp.routes import ExactRoutesMapper  # noqa: E402
 from tenantapp.settings import SettingsError, parse_settings  # noqa: E402
 
 
@@ -30,7 +33,11 @@ def make_app(settings):
     settings.setdefault("retry.attempts", "3")
     settings.setdefault("retry.activate_hook", "tenantapp.retry.attempts_for")
 
-    with Configurator(settings=settings, request_factory=TenantRequest) as config:
+    registry = Registry("tenantapp")
+    # The router's mapper, in place before any route (pyramid.includes too).
+    registry.registerUtility(ExactRoutesMapper(), IRoutesMapper)
+    with Configurator(registry=registry) as config:
+        config.setup_registry(settings=settings, request_factory=TenantRequest)
         config.registry.tenantapp_settings = tenantapp_settings
         # The clock every request reads (tests turn it forward).
         config.registry.clock = utcnow

@@ -1,6 +1,7 @@
 """URL routes, and the methods each allows (for 405 answers)."""
 
 from pyramid.interfaces import IRoutesMapper
+from pyramid.urldispatch import RoutesMapper
 
 # The ``{id}`` of an object's URL: ASCII digits only (``\d`` would also take
 # "１" or "٣" and int() would read them), at most 10 of them, since ids are
@@ -8,6 +9,28 @@ from pyramid.interfaces import IRoutesMapper
 # the router's 404, before any int() or database sees it. Pyramid reads one
 # level of braces inside a marker, so ``{1,10}`` belongs to the regex.
 OBJECT_ID = r"{id:[0-9]{1,10}}"
+
+
+def _ends_in_newline(request):
+    # The raw WSGI path (latin-1): decoding is the router's business.
+    return request.environ.get("PATH_INFO", "").endswith("\n")
+
+
+class ExactRoutesMapper(RoutesMapper):
+    """Pyramid's routes mapper, except that a path ending in a newline is no route.
+
+    Registered by ``make_app`` before the Configurator is set up, since a
+    route added before would go to Pyramid's own mapper.
+
+    Pyramid anchors every route's regex with ``$``, which Python's ``re``
+    also matches just before a final newline: ``/api/tasks%0A`` was the task
+    list and ``/api/tasks/7%0A`` task 7. One string test per request.
+    """
+
+    def __call__(self, request):
+        if _ends_in_newline(request):
+            return {"route": None, "match": None}
+        return super().__call__(request)
 
 
 def includeme(config):
@@ -51,6 +74,8 @@ def _collect_route_methods(config):
 
 def allowed_methods(request):
     """The methods of the route that matches this path, or None if none does."""
+    if _ends_in_newline(request):
+        return None
     mapper = request.registry.getUtility(IRoutesMapper)
     for route in mapper.get_routes():
         if route.match(request.path_info) is not None:

@@ -189,6 +189,32 @@ def test_an_id_route_pattern_takes_ten_ascii_digits_at_most():
     assert generate({"id": 42}) == "/api/tasks/42"
 
 
+@pytest.mark.parametrize(
+    "path, page",
+    [
+        ("/api/tasks", False),
+        ("/api/projects", False),
+        ("/api/me", False),
+        # Not /healthz itself: a mistyped URL, answered with the error page.
+        ("/healthz", True),
+        ("/readyz", True),
+        ("/login", True),
+        ("/projects", True),
+    ],
+)
+def test_a_path_with_a_trailing_newline_is_no_route(editor, path, page):
+    # A route's regex ends in "$", which Python also matches before a final
+    # newline: "/api/tasks%0A" was the task list, "/login%0A" the login page.
+    response = editor.get(quote(f"{path}\n"), status="*")
+    if page:
+        assert (response.status_int, response.content_type) == (404, "text/html")
+    else:
+        assert_error(response, 404, "not_found")
+    # The same for a method the route does not take: no 405 for a path that is no route.
+    response = editor.test_app.request(quote(f"{path}\n"), method="PATCH", expect_errors=True)
+    assert response.status_int == 404
+
+
 # --- 3: a project deleted while tasks are created in it or moved into it ----------
 
 

@@ -219,9 +219,7 @@ def object_id(request):
     refuses more than 4300 digits) or the database (32-bit ids).
     """
     raw = request.matchdict["id"]
-    # Pyramid anchors a route with ``$``, which also matches before a final
-    # newline: "/api/tasks/7%0A" matches with id "7".
-    if not _CANONICAL_ID.fullmatch(raw) or request.path_info.endswith("\n"):
+    if not _CANONICAL_ID.fullmatch(raw):
         raise NotFound()
     value = int(raw)
     if value > MAX_OBJECT_ID:
