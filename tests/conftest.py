@@ -362,6 +362,18 @@ def tenant_rows(admin, tenant, model):
         return db.query(model).order_by(model.id).all()
 
 
+def member_roles(admin, tenant="acme"):
+    """{username: role} of ``tenant``'s members, read by another connection."""
+    with admin.catalog.transaction(write=False) as db:
+        rows = db.execute(
+            select(User.username, Membership.role)
+            .join(Membership, Membership.user_id == User.id)
+            .join(Tenant, Tenant.id == Membership.tenant_id)
+            .where(Tenant.name == tenant)
+        ).all()
+    return dict(rows)
+
+
 def sessions_of(admin, username):
     """The login sessions of ``username`` in the catalog (ORM rows, detached)."""
     with admin.catalog.transaction(write=False) as db:

@@ -155,10 +155,10 @@ def serialization_failure_on_attempt(gate, writer, attempt, project_id):
     open_gate(gate, attempt)
 
 
-@pytest.mark.postgresql_only
-def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
-    app, make_user, settings, admin, caplog
-):
+def increment_under_serialization_failures(app, make_user, settings, caplog, failing):
+    """ann increments a counter project through ``serializable_increment``
+    while another connection makes each of the first ``failing`` attempts fail
+    to serialize; the response and the log lines."""
     make_user("ann", acme="editor")
     client = logged_in(app, "ann")
     project = client.post_json("/api/projects", {"name": "Counter", "description": "0"}).json
@@ -166,11 +166,11 @@ def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
     writer = psycopg2.connect(libpq_url(url))
     writer.autocommit = True
     try:
-        response, logged = post_under_conflicts(
+        return post_under_conflicts(
             client,
             f"/api/_test/serializable_increment?project_id={project['id']}&gate={GATE}",
             url,
-            ATTEMPTS,
+            failing,
             lambda gate, attempt: serialization_failure_on_attempt(
                 gate, writer, attempt, project["id"]
             ),
@@ -178,6 +178,15 @@ def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
         )
     finally:
         writer.close()
+
+
+@pytest.mark.postgresql_only
+def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
+    app, make_user, settings, admin, caplog
+):
+    response, logged = increment_under_serialization_failures(
+        app, make_user, settings, caplog, failing=ATTEMPTS
+    )
     assert_conflict_answer(response)
     # The three concurrent changes are there; the request wrote nothing.
     [stored] = tenant_rows(admin, "acme", Project)
@@ -191,25 +200,9 @@ def test_a_serialization_failure_on_every_attempt_is_a_503_that_says_so(
 def test_a_serialization_failure_is_retried_and_the_retry_succeeds(
     app, make_user, settings, admin, caplog
 ):
-    make_user("ann", acme="editor")
-    client = logged_in(app, "ann")
-    project = client.post_json("/api/projects", {"name": "Counter", "description": "0"}).json
-    url = acme_url(settings)
-    writer = psycopg2.connect(libpq_url(url))
-    writer.autocommit = True
-    try:
-        response, logged = post_under_conflicts(
-            client,
-            f"/api/_test/serializable_increment?project_id={project['id']}&gate={GATE}",
-            url,
-            1,
-            lambda gate, attempt: serialization_failure_on_attempt(
-                gate, writer, attempt, project["id"]
-            ),
-            caplog,
-        )
-    finally:
-        writer.close()
+    response, logged = increment_under_serialization_failures(
+        app, make_user, settings, caplog, failing=1
+    )
     # The second attempt read the committed 10: no lost update.
     assert (response.status_int, response.json) == (200, {"count": 11}), response.body
     [stored] = tenant_rows(admin, "acme", Project)

@@ -6,23 +6,9 @@ from urllib.parse import quote
 
 import pytest
 from races import LockHolder, in_thread, wait_for_blocked_behind
-from sqlalchemy import select
 from test_cli import admin_cli, ini_file  # noqa: F401 (fixtures)
 
-from conftest import assert_error
-from tenantapp.models.catalog import Membership, Tenant, User
-
-
-def roles(admin, tenant="acme"):
-    """{username: role} of the tenant's members, read by another connection."""
-    with admin.catalog.transaction(write=False) as db:
-        rows = db.execute(
-            select(User.username, Membership.role)
-            .join(Membership, Membership.user_id == User.id)
-            .join(Tenant, Tenant.id == Membership.tenant_id)
-            .where(Tenant.name == tenant)
-        ).all()
-    return dict(rows)
+from conftest import assert_error, member_roles
 
 
 @pytest.fixture
@@ -54,14 +40,14 @@ def test_other_roles_get_403_and_change_nothing(new_client, make_user, admin, ro
     make_user("carl")
     bob = new_client()
     bob.login("bob")
-    before = roles(admin)
+    before = member_roles(admin)
     assert_error(bob.get("/api/members", status=403), 403, "forbidden")
     assert_error(bob.put("/api/members/carl", {"role": "admin"}, status=403), 403, "forbidden")
     assert_error(bob.put("/api/members/bob", {"role": "admin"}, status=403), 403, "forbidden")
     assert_error(bob.delete("/api/members/ada", status=403), 403, "forbidden")
     # 403 comes before 404 and 422 (API.md's order).
     assert_error(bob.put("/api/members/nobody", {"role": "x"}, status=403), 403, "forbidden")
-    assert roles(admin) == before
+    assert member_roles(admin) == before
 
 
 def test_login_csrf_and_tenant_come_first(new_client, make_user, admin):
@@ -83,7 +69,7 @@ def test_login_csrf_and_tenant_come_first(new_client, make_user, admin):
     response = ada.put("/api/members/bob", {"role": "viewer"}, status=403, headers=no_csrf)
     assert_error(response, 403, "csrf_failed")
     assert_error(ada.delete("/api/members/ada", status=403, headers=no_csrf), 403, "csrf_failed")
-    assert roles(admin) == {"ada": "admin"}
+    assert member_roles(admin) == {"ada": "admin"}
 
 
 # --- PUT /api/members/{username} --------------------------------------------------------
@@ -94,14 +80,14 @@ def test_put_adds_with_201_then_changes_with_200(ada, make_user, admin):
     added = ada.put("/api/members/bob", {"role": "viewer"}, status=201)
     assert added.json == {"username": "bob", "display_name": "Bob B", "role": "viewer"}
     assert added.content_type == "application/json"
-    assert roles(admin) == {"ada": "admin", "bob": "viewer"}
+    assert member_roles(admin) == {"ada": "admin", "bob": "viewer"}
 
     changed = ada.put("/api/members/bob", {"role": "admin"}, status=200)
     assert changed.json == {"username": "bob", "display_name": "Bob B", "role": "admin"}
     unchanged = ada.put("/api/members/bob", {"role": "admin"}, status=200)
     assert unchanged.json == changed.json
-    assert roles(admin) == {"ada": "admin", "bob": "admin"}
-    assert roles(admin, "globex") == {}  # only the chosen tenant
+    assert member_roles(admin) == {"ada": "admin", "bob": "admin"}
+    assert member_roles(admin, "globex") == {}  # only the chosen tenant
 
 
 def test_put_unknown_or_disabled_user_is_404(ada, make_user, admin):
@@ -110,7 +96,7 @@ def test_put_unknown_or_disabled_user_is_404(ada, make_user, admin):
     for username in ("nobody", "dora", "dave", "ADA", "x" * 151, "ada\x00", " ada"):
         url = "/api/members/" + quote(username, safe="")
         assert_error(ada.put(url, {"role": "editor"}, status=404), 404, "not_found")
-    assert roles(admin) == {"ada": "admin", "dave": "viewer"}
+    assert member_roles(admin) == {"ada": "admin", "dave": "viewer"}
 
 
 def test_put_validates_the_role(ada, make_user, admin):
@@ -130,7 +116,7 @@ def test_put_validates_the_role(ada, make_user, admin):
     assert_error(ada.put("/api/members/nobody", {"role": "owner"}, status=404), 404, "not_found")
     response = ada.raw("PUT", "/api/members/bob", b"[1]")
     assert_error(response, 400, "invalid_json")
-    assert roles(admin) == {"ada": "admin", "bob": "viewer"}
+    assert member_roles(admin) == {"ada": "admin", "bob": "viewer"}
 
 
 # --- DELETE /api/members/{username} -----------------------------------------------------
@@ -141,8 +127,8 @@ def test_delete_removes_a_member_and_404s_for_a_non_member(ada, make_user, admin
     make_user("carl", globex="admin")
     response = ada.delete("/api/members/bob", status=204)
     assert response.body == b""
-    assert roles(admin) == {"ada": "admin"}
-    assert roles(admin, "globex") == {"bob": "viewer", "carl": "admin"}  # only acme's
+    assert member_roles(admin) == {"ada": "admin"}
+    assert member_roles(admin, "globex") == {"bob": "viewer", "carl": "admin"}  # only acme's
     assert_error(ada.delete("/api/members/bob", status=404), 404, "not_found")
     assert_error(ada.delete("/api/members/carl", status=404), 404, "not_found")
     assert_error(ada.delete("/api/members/nobody", status=404), 404, "not_found")
@@ -155,25 +141,25 @@ def test_delete_removes_a_member_and_404s_for_a_non_member(ada, make_user, admin
 def test_last_admin_can_be_neither_demoted_nor_removed(ada, make_user, admin):
     make_user("bob", acme="editor")
     make_user("dan", acme="admin", disabled=True)  # a disabled admin manages nothing
-    before = roles(admin)
+    before = member_roles(admin)
     for role in ("editor", "viewer"):
         response = ada.put("/api/members/ada", {"role": role}, status=409)
         assert_error(response, 409, "conflict")
     assert_error(ada.delete("/api/members/ada", status=409), 409, "conflict")
-    assert roles(admin) == before
+    assert member_roles(admin) == before
     assert ada.get("/api/me").json["tenant"]["role"] == "admin"
 
     # With a second admin, either may step down, oneself included.
     ada.put("/api/members/bob", {"role": "admin"})
     assert ada.put("/api/members/ada", {"role": "editor"}).json["role"] == "editor"
     assert_error(ada.get("/api/members", status=403), 403, "forbidden")  # at once
-    assert roles(admin) == {"ada": "editor", "bob": "admin", "dan": "admin"}
+    assert member_roles(admin) == {"ada": "editor", "bob": "admin", "dan": "admin"}
 
 
 def test_an_admin_may_remove_themselves_when_another_admin_stays(ada, make_user, admin):
     make_user("bob", acme="admin")
     ada.delete("/api/members/ada")
-    assert roles(admin) == {"bob": "admin"}
+    assert member_roles(admin) == {"bob": "admin"}
     me = ada.get("/api/me").json
     assert me["tenant"] is None and me["tenants"] == []
 
@@ -215,7 +201,7 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(
     for call in (first, second):
         if call.result().status_int == 409:
             assert_error(call.result(), 409, "conflict")
-    assert sorted(roles(admin).values()) == ["admin", "viewer"]
+    assert sorted(member_roles(admin).values()) == ["admin", "viewer"]
 
 
 # --- the effect on the member's next request -------------------------------------------
@@ -268,15 +254,15 @@ def test_cli_refuses_to_demote_or_remove_the_last_admin_unless_forced(
         assert result.code == 1, result
         line = result.one_error_line()
         assert "admin" in line and "--force" in line, line
-        assert roles(admin) == {"ada": "admin", "bob": "editor"}
+        assert member_roles(admin) == {"ada": "admin", "bob": "editor"}
 
     assert admin_cli("user", "grant", "bob", "acme", "--role", "viewer").code == 0
     assert admin_cli("user", "revoke", "bob", "acme").code == 0
     assert admin_cli("user", "grant", "ada", "acme", "--role", "viewer", "--force").code == 0
-    assert roles(admin) == {"ada": "viewer"}
+    assert member_roles(admin) == {"ada": "viewer"}
     assert admin_cli("user", "grant", "ada", "acme", "--role", "admin").code == 0
     assert admin_cli("user", "revoke", "ada", "acme", "--force").code == 0
-    assert roles(admin) == {}
+    assert member_roles(admin) == {}
 
 
 def test_cli_grant_of_a_disabled_user_is_refused(admin_cli, make_user, admin):  # noqa: F811
@@ -284,4 +270,4 @@ def test_cli_grant_of_a_disabled_user_is_refused(admin_cli, make_user, admin):  
     result = admin_cli("user", "grant", "dora", "acme", "--role", "viewer")
     assert result.code == 1
     assert "disabled" in result.one_error_line()
-    assert roles(admin) == {}
+    assert member_roles(admin) == {}

@@ -13,9 +13,9 @@ import webtest
 from sqlalchemy import select
 from test_pages import Browser, soup, text_of
 
-from conftest import PASSWORD
+from conftest import PASSWORD, member_roles
 from tenantapp.auth import throttle
-from tenantapp.models.catalog import LoginSession, Membership, Tenant, User
+from tenantapp.models.catalog import LoginSession, User
 
 NEW_PASSWORD = "a much longer passphrase"
 PASSWORD_FIELDS = ("current_password", "new_password", "new_password_again")
@@ -25,18 +25,6 @@ LAST_ADMIN = "Acme Inc needs at least one admin: make someone else an admin firs
 @pytest.fixture
 def new_browser(app):
     return lambda: Browser(app)
-
-
-def roles_in(admin, tenant="acme"):
-    """{username: role} of ``tenant``'s members, read by another connection."""
-    with admin.catalog.transaction(write=False) as db:
-        rows = db.execute(
-            select(User.username, Membership.role)
-            .join(Membership, Membership.user_id == User.id)
-            .join(Tenant, Tenant.id == Membership.tenant_id)
-            .where(Tenant.name == tenant)
-        ).all()
-    return dict(rows)
 
 
 def session_count(admin, username):
@@ -133,7 +121,7 @@ def test_other_roles_get_no_link_and_the_server_refuses_them(new_browser, make_u
     hrefs = [a["href"] for a in soup(projects).find_all("a")]
     assert "/members" not in hrefs
     assert "/account" in hrefs
-    before = roles_in(admin)
+    before = member_roles(admin)
     response = browser.get("/members", status=403)
     assert "Only the admins of this tenant manage its members." in text_of(response)
     browser.get("/members/alice/remove", status=403)
@@ -145,7 +133,7 @@ def test_other_roles_get_no_link_and_the_server_refuses_them(new_browser, make_u
     ):
         response = browser.post(path, fields, status=403)
         assert "Only the admins of this tenant manage its members." in text_of(response)
-    assert roles_in(admin) == before
+    assert member_roles(admin) == before
 
 
 def test_the_members_page_needs_a_login_and_a_chosen_tenant(new_browser, make_user):
@@ -172,7 +160,7 @@ def test_add_a_colleague_then_promote_them_they_see_it_on_their_next_page(
     response = add_member(acme_admin, "bob", "viewer")
     assert response.location.endswith("/members")
     assert ("bob", "Bob Builder", "viewer") in member_rows(response.follow())
-    assert roles_in(admin) == {"alice": "admin", "bob": "viewer"}
+    assert member_roles(admin) == {"alice": "admin", "bob": "viewer"}
 
     colleague.choose("acme")
     assert not can_write(colleague)
@@ -180,14 +168,14 @@ def test_add_a_colleague_then_promote_them_they_see_it_on_their_next_page(
     form = role_form(acme_admin.get("/members"), "bob")
     form["role"] = "editor"
     assert form.submit(status=303).location.endswith("/members")
-    assert roles_in(admin) == {"alice": "admin", "bob": "editor"}
+    assert member_roles(admin) == {"alice": "admin", "bob": "editor"}
     assert can_write(colleague)
 
 
 def test_adding_a_member_again_sets_their_role(acme_admin, make_user, admin):
     make_user("bob", acme="viewer")
     add_member(acme_admin, "bob", "editor")
-    assert roles_in(admin) == {"alice": "admin", "bob": "editor"}
+    assert member_roles(admin) == {"alice": "admin", "bob": "editor"}
 
 
 @pytest.mark.parametrize(
@@ -212,7 +200,7 @@ def test_an_unknown_or_disabled_user_is_a_message_and_nothing_is_written(
     assert response.forms["add-member"]["username"].value == username.strip()
     assert response.forms["add-member"]["role"].value == "editor"
     assert member_rows(response) == [("alice", "Alice Admin", "admin")]
-    assert roles_in(admin) == {"alice": "admin"}
+    assert member_roles(admin) == {"alice": "admin"}
 
 
 def test_a_forged_role_is_refused(acme_admin, make_user, admin):
@@ -221,7 +209,7 @@ def test_a_forged_role_is_refused(acme_admin, make_user, admin):
     assert "Must be viewer, editor or admin." in text_of(response)
     acme_admin.post("/members/alice/role", {"role": "owner"}, status=400)
     acme_admin.post("/members/alice/role", {}, status=400)
-    assert roles_in(admin) == {"alice": "admin"}
+    assert member_roles(admin) == {"alice": "admin"}
 
 
 def test_remove_a_member_after_confirmation_they_lose_the_tenant(
@@ -236,11 +224,11 @@ def test_remove_a_member_after_confirmation_they_lose_the_tenant(
     confirm = acme_admin.get(soup(page).select("a.danger")[1]["href"])
     assert soup(confirm).h1.get_text() == "Remove bob from Acme Inc?"
     assert "Bob Builder" in text_of(confirm)
-    assert roles_in(admin) == {"alice": "admin", "bob": "editor"}  # asking changes nothing
+    assert member_roles(admin) == {"alice": "admin", "bob": "editor"}  # asking changes nothing
     response = confirm.forms["remove-form"].submit(status=303)
     assert response.location.endswith("/members")
     assert member_rows(response.follow()) == [("alice", "Alice Admin", "admin")]
-    assert roles_in(admin) == {"alice": "admin"}
+    assert member_roles(admin) == {"alice": "admin"}
 
     assert colleague.get("/projects", status=303).location.endswith("/tenants")
     assert "You are no longer a member of the tenant you had chosen." in text_of(
@@ -255,8 +243,8 @@ def test_removing_or_changing_a_non_member_is_404_and_adds_nobody(acme_admin, ma
         acme_admin.post(path, status=404)
     # A role selector of a row whose member was removed meanwhile adds nobody back.
     acme_admin.post("/members/bob/role", {"role": "editor"}, status=404)
-    assert roles_in(admin) == {"alice": "admin"}
-    assert roles_in(admin, "globex") == {"bob": "editor"}
+    assert member_roles(admin) == {"alice": "admin"}
+    assert member_roles(admin, "globex") == {"bob": "editor"}
 
 
 def test_a_username_with_any_characters_is_managed_by_its_url(acme_admin, make_user, admin):
@@ -266,10 +254,10 @@ def test_a_username_with_any_characters_is_managed_by_its_url(acme_admin, make_u
     assert form.action == "/members/ann%2Fops%20%C3%BC/role"
     form["role"] = "editor"
     form.submit(status=303)
-    assert roles_in(admin)["ann/ops ü"] == "editor"
+    assert member_roles(admin)["ann/ops ü"] == "editor"
     href = [a["href"] for a in soup(page).select("a.danger") if "ann" in a["href"]][0]
     acme_admin.get(href).forms["remove-form"].submit(status=303)
-    assert roles_in(admin) == {"alice": "admin"}
+    assert member_roles(admin) == {"alice": "admin"}
 
 
 # --- Members: the last admin ---------------------------------------------------------------
@@ -285,7 +273,7 @@ def test_the_last_admin_cannot_demote_themselves(acme_admin, make_user, admin, r
     assert "Nothing was changed." in text_of(response)
     assert soup(response).select_one(".alert.error")["role"] == "alert"
     assert ("alice", "Alice Admin", "admin") in member_rows(response)
-    assert roles_in(admin)["alice"] == "admin"
+    assert member_roles(admin)["alice"] == "admin"
 
 
 def test_the_last_admin_cannot_remove_themselves(acme_admin, admin):
@@ -294,7 +282,7 @@ def test_the_last_admin_cannot_remove_themselves(acme_admin, admin):
     response = confirm.forms["remove-form"].submit(status=200)
     assert LAST_ADMIN in text_of(response)
     assert member_rows(response) == [("alice", "Alice Admin", "admin")]
-    assert roles_in(admin) == {"alice": "admin"}
+    assert member_roles(admin) == {"alice": "admin"}
 
 
 def test_an_admin_who_steps_down_leaves_the_members_page(acme_admin, make_user, admin):
@@ -306,7 +294,7 @@ def test_an_admin_who_steps_down_leaves_the_members_page(acme_admin, make_user, 
     form = role_form(acme_admin.get("/members"), "alice")
     form["role"] = "editor"
     assert form.submit(status=303).location.endswith("/projects")
-    assert roles_in(admin) == {"alice": "editor", "bob": "admin"}
+    assert member_roles(admin) == {"alice": "editor", "bob": "admin"}
     acme_admin.get("/members", status=403)
     assert "/members" not in [a["href"] for a in soup(acme_admin.get("/projects")).find_all("a")]
 
@@ -315,7 +303,7 @@ def test_an_admin_who_removes_themselves_goes_to_the_chooser(acme_admin, make_us
     make_user("bob", acme="admin")
     response = acme_admin.get("/members/alice/remove").forms["remove-form"].submit(status=303)
     assert response.location.endswith("/tenants")
-    assert roles_in(admin) == {"bob": "admin"}
+    assert member_roles(admin) == {"bob": "admin"}
 
 
 # --- CSRF on every form -----------------------------------------------------------------
@@ -349,7 +337,7 @@ def test_every_members_and_account_form_needs_the_csrf_token(acme_admin, make_us
             fields = dict(fields, csrf_token=token)
         response = acme_admin.post(path, fields, csrf=False, status=403)
         assert "This form has expired or did not come from this site" in text_of(response)
-    assert roles_in(admin) == {"alice": "admin", "bob": "editor"}
+    assert member_roles(admin) == {"alice": "admin", "bob": "editor"}
     assert session_count(admin, "alice") == 2
     assert failure_count(admin, "alice") == 0
     other.get("/projects")  # still logged in, with the old password

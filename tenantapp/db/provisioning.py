@@ -133,21 +133,12 @@ def create_database(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
         return True
     if backend == "postgresql":
         name = url.database
-        server = create_engine(
-            url.set(database="postgres"),
-            poolclass=NullPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": connect_timeout},
-        )
+        server = server_engine(url, connect_timeout)
         try:
             with server.connect() as connection:
-                exists = connection.execute(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                ).first()
-                if exists:
+                if database_exists(connection, name):
                     return False
-                quoted = connection.dialect.identifier_preparer.quote_identifier(name)
-                connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                connection.exec_driver_sql(f"CREATE DATABASE {quoted(connection, name)}")
                 return True
         finally:
             server.dispose()
@@ -170,11 +161,11 @@ def configure_database(url, statement_timeout_ms, connect_timeout=DEFAULT_CONNEC
     )
     try:
         with engine.connect() as connection:
-            quoted = connection.dialect.identifier_preparer.quote_identifier(url.database)
+            database = quoted(connection, url.database)
             connection.exec_driver_sql(
-                f"ALTER DATABASE {quoted} SET statement_timeout = {int(statement_timeout_ms)}"
+                f"ALTER DATABASE {database} SET statement_timeout = {int(statement_timeout_ms)}"
             )
-            connection.exec_driver_sql(f"ALTER DATABASE {quoted} SET timezone = 'UTC'")
+            connection.exec_driver_sql(f"ALTER DATABASE {database} SET timezone = 'UTC'")
     except Exception as exc:  # noqa: BLE001 - a missing privilege is a warning, not a failure
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"could not set the statement timeout of {url.database}: {first}"
@@ -207,7 +198,7 @@ def drop_database(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
         return existed
     if backend == "postgresql":
         name = url.database
-        server = _server_engine(url, connect_timeout)
+        server = server_engine(url, connect_timeout)
         try:
             with server.connect() as connection:
                 prepared = connection.execute(
@@ -219,24 +210,38 @@ def drop_database(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
                         f"the database {name} has {prepared} transaction(s) left prepared: "
                         "run recover first"
                     )
-                exists = connection.execute(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                ).first()
-                if not exists:
+                if not database_exists(connection, name):
                     return False
-                quoted = connection.dialect.identifier_preparer.quote_identifier(name)
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+                connection.exec_driver_sql(
+                    f"DROP DATABASE IF EXISTS {quoted(connection, name)} WITH (FORCE)"
+                )
                 return True
         finally:
             server.dispose()
     raise ValueError(f"unsupported database URL: {displayable_url(url)}")
 
 
-def _server_engine(url, connect_timeout):
-    """An engine on the server's ``postgres`` database, outside transactions."""
+def server_engine(url, connect_timeout):
+    """An engine on the server's ``postgres`` database, outside transactions
+    (CREATE and DROP DATABASE cannot run inside one); one connection at a time."""
     return create_engine(
         url.set(database="postgres"),
         poolclass=NullPool,
         isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": connect_timeout},
     )
+
+
+def database_exists(connection, name):
+    """True when the server of ``connection`` has a database called ``name``."""
+    return (
+        connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        ).first()
+        is not None
+    )
+
+
+def quoted(connection, name):
+    """``name`` as an SQL identifier (database names go into DDL, not parameters)."""
+    return connection.dialect.identifier_preparer.quote_identifier(name)

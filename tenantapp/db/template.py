@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tenantapp import migrations
 from tenantapp.db.engines import normalize_url, sqlite_path
-from tenantapp.db.provisioning import DEFAULT_CONNECT_TIMEOUT, _server_engine
+from tenantapp.db.provisioning import DEFAULT_CONNECT_TIMEOUT, quoted, server_engine
 
 PREFIX = "tenantapp_template_"
 SQLITE_PREFIX = ".template-"
@@ -98,13 +98,9 @@ def create_from_template(url, revision=None, connect_timeout=DEFAULT_CONNECT_TIM
 # --- PostgreSQL ------------------------------------------------------------------
 
 
-def _quote(connection, name):
-    return connection.dialect.identifier_preparer.quote_identifier(name)
-
-
 def _ensure_postgresql(url, revision, connect_timeout):
     name = template_name(revision)
-    server = _server_engine(url, connect_timeout)
+    server = server_engine(url, connect_timeout)
     try:
         with server.connect() as connection:
             allows = connection.execute(
@@ -116,12 +112,12 @@ def _ensure_postgresql(url, revision, connect_timeout):
             if allows is not None:
                 # Left half-built by a command that failed (or being built by
                 # another right now: then this DROP fails and we fall back).
-                connection.exec_driver_sql(f"DROP DATABASE {_quote(connection, name)}")
-            connection.exec_driver_sql(f"CREATE DATABASE {_quote(connection, name)}")
+                connection.exec_driver_sql(f"DROP DATABASE {quoted(connection, name)}")
+            connection.exec_driver_sql(f"CREATE DATABASE {quoted(connection, name)}")
         migrations.upgrade_url(url.set(database=name), "tenant", connect_timeout)
         with server.connect() as connection:
             connection.exec_driver_sql(
-                f"ALTER DATABASE {_quote(connection, name)} ALLOW_CONNECTIONS false"
+                f"ALTER DATABASE {quoted(connection, name)} ALLOW_CONNECTIONS false"
             )
             # Sessions that were still closing when connections were disallowed.
             connection.execute(
@@ -141,14 +137,14 @@ def _ensure_postgresql(url, revision, connect_timeout):
             for old in list(stale):
                 # Another command may be cloning it this moment: it stays then.
                 with contextlib.suppress(SQLAlchemyError):
-                    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {_quote(connection, old)}")
+                    connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted(connection, old)}")
         return True
     finally:
         server.dispose()
 
 
 def _clone_postgresql(url, revision, connect_timeout):
-    server = _server_engine(url, connect_timeout)
+    server = server_engine(url, connect_timeout)
     try:
         with server.connect() as connection:
             exists = connection.execute(
@@ -161,8 +157,8 @@ def _clone_postgresql(url, revision, connect_timeout):
             # quicker for a small template. Before 15, a file copy is all there is.
             file_copy = connection.dialect.server_version_info >= (15,)
             connection.exec_driver_sql(
-                f"CREATE DATABASE {_quote(connection, url.database)} "
-                f"TEMPLATE {_quote(connection, template_name(revision))}"
+                f"CREATE DATABASE {quoted(connection, url.database)} "
+                f"TEMPLATE {quoted(connection, template_name(revision))}"
                 + (" STRATEGY FILE_COPY" if file_copy else "")
             )
         return True
