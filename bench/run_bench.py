@@ -802,6 +802,16 @@ class Bench:
         self.record(
             section, f"tenant import, {LIFE_TASKS} tasks", f"{time.perf_counter() - started:.2f} s"
         )
+        moved_url = self.env["TENANTAPP_TENANT_URL_TEMPLATE"].format(name="life000_moved")
+        started = time.perf_counter()
+        said = self.admin("tenant", "move", "life000", "--url", moved_url, "--drop-old")
+        refused = re.search(r"writes refused for ([0-9.]+) s", said)
+        self.record(
+            section,
+            f"tenant move, {LIFE_TASKS} tasks (to another database, old one dropped)",
+            f"{time.perf_counter() - started:.2f} s; writes refused for "
+            f"{refused.group(1) if refused else '?'} s",
+        )
         self.admin("tenant", "suspend", "life000")
         started = time.perf_counter()
         self.admin("tenant", "delete", "life000", "--yes")

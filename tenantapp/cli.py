@@ -12,15 +12,19 @@ import logging
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 from tqdm import tqdm
 
 from tenantapp import migrations, transfer
-from tenantapp.db import template
+from tenantapp.db import relocation, template
 from tenantapp.db.directory import is_valid_tenant_name
+from tenantapp.db.engines import libpq_timeouts, make_engine, normalize_url, writing_engine
 from tenantapp.db.provisioning import (
     DatabaseInUse,
     UnusableDatabaseURL,
@@ -34,11 +38,19 @@ from tenantapp.db.provisioning import (
 from tenantapp.errors import Conflict, NotFound
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import ROLES, LoginSession, Membership, Tenant, User
+from tenantapp.models.tenant import Project, Task
 from tenantapp.services import members
+
+#: How long `tenant move` waits for the writes in flight on the old database.
+MOVE_LOCK_WAIT_S = 10
 
 
 class CommandError(Exception):
     """A failure to report as one line, exit status 1."""
+
+
+class SwitchUnknown(Exception):
+    """`tenant move` could not tell whether the catalog took the new URL."""
 
 
 def first_line(error):
@@ -179,9 +191,15 @@ class Admin:
         (its own URL or the template's) is the one at ``db_url``."""
         if session.execute(select(Tenant.id).where(Tenant.name == name)).first():
             raise CommandError(f"tenant {name} already exists")
+        self._refuse_shared(session, db_url, identity)
+
+    def _refuse_shared(self, session, db_url, identity, mover=None):
+        """CommandError when the database at ``db_url`` is a tenant's other than ``mover``."""
         if identity is None:
             return
         for other, other_url in session.execute(select(Tenant.name, Tenant.db_url)):
+            if other == mover:
+                continue
             try:
                 same = database_identity(self.directory.url_for(other, other_url)) == identity
             except (ValueError, SQLAlchemyError):
@@ -214,6 +232,10 @@ class Admin:
             for t in tenants
         ]
         if as_json:
+            # The contract's statuses are "active" and "suspended": a tenant
+            # being moved serves (reads), so it is active there.
+            for row in rows:
+                row["status"] = "active" if row["status"] == "moving" else row["status"]
             self.say(json.dumps(rows, indent=2))
             return
         self.say(f"{'NAME':<24} {'STATUS':<10} {'SCHEMA':<12} DISPLAY NAME")
@@ -319,6 +341,229 @@ class Admin:
         finally:
             factory.dispose()
         self.say(f"tenant {name}: {projects} project(s), {tasks} task(s) imported")
+
+    def tenant_move(self, name, url, drop_old=False):
+        """Move tenant ``name``'s database to ``url`` while the tenant serves.
+
+        The new database is made (from the template) or must be empty; the
+        tenant is marked 'moving' (its writes answer 503, reads go on); the
+        old database's tables are locked against writers and copied from one
+        snapshot; triggers that refuse writes are put on the old tables; the
+        catalog then points at the new database, which every process uses
+        from its next request; committing the old database's transaction
+        releases the lock and fences it in one step (tenantapp.db.relocation).
+        Any failure before the catalog changes switches nothing: the lock and
+        the fence are rolled back, the new database is dropped (or emptied),
+        the tenant is active again.
+        """
+        try:
+            new_url = tenant_database_url(url).render_as_string(hide_password=False)
+        except UnusableDatabaseURL as exc:
+            raise CommandError(str(exc)) from None
+        shown = displayable_url(new_url)
+        with self.catalog.transaction(write=False) as session:
+            tenant = self._tenant(session, name)
+            old_url = self.directory.url_for(name, tenant.db_url)
+            identity = database_identity(new_url)
+            if identity is not None and identity == database_identity(old_url):
+                raise CommandError(f"tenant {name}'s database is {shown} already")
+            self._refuse_shared(session, new_url, identity, mover=name)
+        head = migrations.head_revision("tenant")
+        try:
+            revision = migrations.revision_at(old_url, self.connect_timeout)
+        except (SQLAlchemyError, migrations.DatabaseMissing) as exc:
+            raise CommandError(f"tenant {name} not moved: {database_problem(exc)[1]}") from None
+        if revision != head:
+            raise CommandError(
+                f"tenant {name} not moved: its schema is at {revision}, not {head}: "
+                f"run tenant migrate {name} first"
+            )
+        created = self._prepare_move_target(name, new_url)
+        moved = self._copy_and_switch(name, old_url, new_url, created)
+        projects, tasks, refused_s = moved
+        self.say(
+            f"tenant {name} moved to {shown}: {projects} project(s), {tasks} task(s); "
+            f"writes refused for {refused_s:.2f} s"
+        )
+        if drop_old:
+            try:
+                drop_database(old_url, self.connect_timeout)
+            except (DatabaseInUse, SQLAlchemyError, OSError) as exc:
+                self.warn(
+                    f"the old database {displayable_url(old_url)} was not dropped: "
+                    f"{first_line(exc)}"
+                )
+            else:
+                self.say(f"old database {displayable_url(old_url)} dropped")
+        else:
+            self.say(f"old database kept (writes to it are refused): {displayable_url(old_url)}")
+
+    def _prepare_move_target(self, name, url):
+        """Make the database at ``url`` (a copy of the template) or check that the
+        existing one is empty; bring it to the newest schema. True if made here."""
+        try:
+            created = template.create_from_template(url, connect_timeout=self.connect_timeout)
+        except template.TemplateUnusable as exc:
+            self.warn(f"{exc}: creating tenant {name}'s new database by migrating instead")
+            created = create_database(url, self.connect_timeout)
+        except SQLAlchemyError as exc:
+            raise CommandError(
+                f"tenant {name} not moved: the new database could not be made: {first_line(exc)}"
+            ) from None
+        try:
+            self._configure(url)
+            engine = self._move_engine(url)
+            try:
+                migrations.upgrade(writing_engine(engine), "tenant")
+                with engine.connect() as connection:
+                    if connection.execute(select(Project.id).limit(1)).first() is not None:
+                        raise CommandError(
+                            f"tenant {name} not moved: the database {displayable_url(url)} "
+                            "has projects: a tenant moves only into a new or empty database"
+                        )
+            finally:
+                engine.dispose()
+        except BaseException as exc:
+            if created:
+                drop_database(url, self.connect_timeout)
+            if isinstance(exc, SQLAlchemyError):
+                raise CommandError(
+                    f"tenant {name} not moved: the new database is unusable: {first_line(exc)}"
+                ) from None
+            raise
+        return created
+
+    def _move_engine(self, url):
+        timeout = self.connect_timeout
+        return make_engine(
+            url, pool_size=1, pool_timeout=timeout, connect_timeout=timeout, must_exist=True
+        )
+
+    def _move_source_engine(self, url):
+        """The old database's engine: SQLite's writing transactions take the
+        write lock (BEGIN IMMEDIATE); PostgreSQL's driver begins by itself, as a
+        server-side cursor (the copy is streamed) needs."""
+        if normalize_url(url).get_backend_name() == "sqlite":
+            return writing_engine(self._move_engine(url))
+        return create_engine(
+            normalize_url(url),
+            poolclass=NullPool,
+            connect_args={**libpq_timeouts(self.connect_timeout), "application_name": "tenantapp"},
+        )
+
+    def _copy_and_switch(self, name, old_url, new_url, created):
+        """The read-only part of `tenant move`; returns (projects, tasks, seconds refused)."""
+        prior = self._mark_moving(name)
+        refused_since = time.monotonic()
+        switched = False
+        source_engine = self._move_source_engine(old_url)
+        target_engine = writing_engine(self._move_engine(new_url))
+        try:
+            with source_engine.connect() as source:
+                source.begin()
+                try:
+                    relocation.lock_for_copy(source, MOVE_LOCK_WAIT_S)
+                    with Session(bind=target_engine) as target, target.begin():
+                        projects, tasks = transfer.copy_tenant(source, target)
+                    relocation.fence(source)
+                    switched = self._switch(name, old_url, new_url, prior)
+                except BaseException:
+                    source.rollback()  # no fence, lock released: writes resume there
+                    raise
+                refused_s = time.monotonic() - refused_since
+                try:
+                    source.commit()  # the fence, and the writers waiting meet it
+                except SQLAlchemyError as exc:
+                    self.warn(
+                        f"the old database {displayable_url(old_url)} could not be fenced "
+                        f"(a process that read its URL before the move may still write there): "
+                        f"{first_line(exc)}"
+                    )
+        except SwitchUnknown:
+            raise CommandError(
+                f"tenant {name}: could not tell whether the catalog now points at "
+                f"{displayable_url(new_url)} (check tenant list); the copy there is kept"
+            ) from None
+        except BaseException as exc:
+            if not switched:
+                self._undo_move(name, new_url, created, prior)
+                if isinstance(exc, (SQLAlchemyError, transfer.TransferError)):
+                    raise CommandError(
+                        f"tenant {name} not moved (nothing switched): {first_line(exc)}"
+                    ) from None
+            raise
+        finally:
+            source_engine.dispose()
+            target_engine.dispose()
+        return projects, tasks, refused_s
+
+    def _mark_moving(self, name):
+        """Set an active tenant's status to 'moving'; return the status it had."""
+        with self.catalog.transaction() as session:
+            tenant = session.execute(
+                select(Tenant).where(Tenant.name == name).with_for_update()
+            ).scalar_one_or_none()
+            if tenant is None:
+                raise CommandError(f"no such tenant: {name}")
+            prior = tenant.status
+            if prior == "moving":
+                raise CommandError(
+                    f"tenant {name} is moving already (if an earlier tenant move was "
+                    f"interrupted, tenant resume {name} makes it writable again)"
+                )
+            if prior == "active":
+                tenant.status = "moving"
+        return prior
+
+    def _switch(self, name, old_url, new_url, prior):
+        """Point the catalog at ``new_url``: True once committed. SwitchUnknown
+        when the commit failed and the catalog cannot tell what it holds."""
+        stored = None if new_url == self.directory.url_for(name) else new_url
+        try:
+            with self.catalog.transaction() as session:
+                tenant = self._tenant(session, name)
+                tenant.db_url = stored
+                if tenant.status == "moving":
+                    tenant.status = prior
+            return True
+        except SQLAlchemyError:
+            # A COMMIT that failed may have been applied: ask again.
+            try:
+                with self.catalog.transaction(write=False) as session:
+                    now = self._tenant(session, name).db_url
+            except SQLAlchemyError:
+                raise SwitchUnknown() from None
+            if now == stored:
+                return True
+            raise
+
+    def _undo_move(self, name, new_url, created, prior):
+        """After a failed move: the new database gone (or emptied), the status back."""
+        try:
+            if created:
+                drop_database(new_url, self.connect_timeout)
+            else:
+                engine = writing_engine(self._move_engine(new_url))
+                try:
+                    with engine.begin() as connection:
+                        connection.execute(Task.__table__.delete())
+                        connection.execute(Project.__table__.delete())
+                finally:
+                    engine.dispose()
+        except (SQLAlchemyError, DatabaseInUse, OSError) as exc:
+            self.warn(
+                f"the new database {displayable_url(new_url)} was not cleaned up: {first_line(exc)}"
+            )
+        try:
+            with self.catalog.transaction() as session:
+                tenant = self._tenant(session, name)
+                if tenant.status == "moving":
+                    tenant.status = prior
+        except SQLAlchemyError as exc:
+            self.warn(
+                f"tenant {name} is still marked moving (read-only): {first_line(exc)}; "
+                f"tenant resume {name} makes it writable again"
+            )
 
     def tenant_set_status(self, name, status):
         with self.catalog.transaction() as session:
@@ -489,6 +734,12 @@ def build_parser():
     load = tenant.add_parser("import", help="load an export into a tenant without projects")
     load.add_argument("name")
     load.add_argument("file")
+    move = tenant.add_parser(
+        "move", help="move a tenant's database to another URL while it serves reads"
+    )
+    move.add_argument("name")
+    move.add_argument("--url", required=True, help="the new database (created when needed)")
+    move.add_argument("--drop-old", action="store_true", help="drop the old database afterwards")
     migrate = tenant.add_parser("migrate", help="upgrade tenant schemas (--all or NAME...)")
     migrate.add_argument("--all", action="store_true", dest="all_tenants")
     migrate.add_argument("names", nargs="*", default=[], metavar="NAME")
@@ -541,6 +792,8 @@ def run(admin, args, stdin=None):
             admin.tenant_export(args.name, args.file)
         elif args.action == "import":
             admin.tenant_import(args.name, args.file)
+        elif args.action == "move":
+            admin.tenant_move(args.name, args.url, drop_old=args.drop_old)
         elif args.action == "migrate":
             admin.tenant_migrate(args.names, all_tenants=args.all_tenants, jobs=args.jobs)
     elif args.command == "user":

@@ -105,6 +105,15 @@ class ServiceUnavailable(APIError):
         super().__init__(message, headers={"Retry-After": str(int(retry_after))})
 
 
+class TenantMoving(ServiceUnavailable):
+    """A write to a tenant whose database ``tenant move`` is copying."""
+
+    message = (
+        "this tenant is moving to another database: it can be read but not changed; "
+        "try again shortly"
+    )
+
+
 class DatabaseUnavailable(ServiceUnavailable):
     """A database did not answer (connect failed, pool or budget timed out)."""
 

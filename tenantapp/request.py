@@ -11,9 +11,10 @@ from webob.cookies import RequestCookies, parse_cookie
 
 from tenantapp.auth import tokens
 from tenantapp.auth.sessions import load_login, touch_login
-from tenantapp.db.session import open_request_session
-from tenantapp.errors import Forbidden, TenantRequired, TenantSuspended
+from tenantapp.db.session import may_write, open_request_session
+from tenantapp.errors import Forbidden, TenantMoving, TenantRequired, TenantSuspended
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
+from tenantapp.models.catalog import USABLE_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +157,21 @@ class TenantRequest(Request):
         """The chosen tenant, after the membership and status checks.
 
         Raises ``tenant_required`` when none is chosen, ``forbidden`` when the
-        membership is gone, ``tenant_suspended`` when the tenant is suspended.
+        membership is gone, ``tenant_suspended`` when the tenant is suspended,
+        and, for a write, ``service_unavailable`` while the tenant moves.
         """
         login = self.login
         if login is None or login.chosen_tenant_id is None:
             raise TenantRequired()
         if login.tenant is None:
             raise Forbidden("you are no longer a member of this tenant")
-        if login.tenant.status != "active":
-            raise TenantSuspended()
+        status = login.tenant.status
+        if status != "active":
+            if status not in USABLE_STATUSES:
+                raise TenantSuspended()
+            if may_write(self):
+                # `tenant move` is copying its database: reads go on.
+                raise TenantMoving(retry_after=self.registry.tenantapp_settings.retry_after)
         return login.tenant
 
     @reify

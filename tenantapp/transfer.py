@@ -377,17 +377,52 @@ def import_tenant(session, stream):
             raise TransferError(f"invalid file: no {name}")
     flush("projects")
     flush("tasks")
-    if session.get_bind().dialect.name == "postgresql":
-        # New rows continue after the highest imported id. (SQLite's
-        # AUTOINCREMENT keeps the highest id ever inserted by itself.)
-        for table in ("projects", "tasks"):
-            highest = session.execute(select(func.max(tables[table].c.id))).scalar()
-            if highest is not None:
-                session.execute(
-                    text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :highest)"),
-                    {"table": table, "highest": highest},
-                )
+    _continue_ids(session, session.get_bind().dialect.name)
     return counts["projects"], counts["tasks"]
+
+
+def _continue_ids(db, dialect_name):
+    """New rows continue after the highest id copied in. (SQLite's
+    AUTOINCREMENT keeps the highest id ever inserted by itself.)"""
+    if dialect_name != "postgresql":
+        return
+    for table in (Project.__table__, Task.__table__):
+        highest = db.execute(select(func.max(table.c.id))).scalar()
+        if highest is not None:
+            db.execute(
+                text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :highest)"),
+                {"table": table.name, "highest": highest},
+            )
+
+
+# --- copy (tenant move) -------------------------------------------------------------
+
+
+def copy_tenant(source, target):
+    """Copy every project and task from the connection ``source`` (in the
+    transaction whose snapshot is wanted) to the Session ``target`` (in a
+    writing transaction the caller commits), ids, versions and timestamps kept;
+    the target must have no projects. Row by row in batches, no JSON between.
+    Returns (projects, tasks)."""
+    for table in ("projects", "tasks"):
+        lock_id_order(target, table)
+    if target.execute(select(Project.id).limit(1)).first() is not None:
+        raise TransferError(
+            "the database has projects already: a tenant moves only into an empty one"
+        )
+    counts = []
+    # Per statement: Connection.execution_options() would change ``source``
+    # itself, and the caller's next statement would become a cursor too.
+    streamed = {"stream_results": True, "yield_per": BATCH}
+    for table in (Project.__table__, Task.__table__):
+        copied = 0
+        result = source.execute(select(table).order_by(table.c.id), execution_options=streamed)
+        for rows in result.mappings().partitions():
+            target.execute(insert(table), [dict(row) for row in rows])
+            copied += len(rows)
+        counts.append(copied)
+    _continue_ids(target, target.get_bind().dialect.name)
+    return tuple(counts)
 
 
 def _integrity_problem(key, error):

@@ -521,19 +521,17 @@ def test_readyz_is_503_while_the_catalog_schema_is_behind(client, admin, caplog)
     """A process started before ``tenantapp-admin init`` upgraded the catalog
     is not ready (its login lookups would fail), and says so when it starts
     serving; it is ready once the catalog is upgraded."""
-    from alembic import command
-
     from tenantapp import migrations
     from tenantapp.server import warn_if_catalog_is_behind
 
-    with admin.catalog.write_engine.begin() as connection:
-        command.downgrade(migrations.alembic_config("catalog", connection), "c0001")
+    migrations.downgrade(admin.catalog.write_engine, "catalog", "c0001")
     try:
         response = client.get("/readyz", status=503)
         assert response.json["error"]["code"] == "service_unavailable"
         assert "tenantapp-admin CONFIG init" in response.json["error"]["message"]
         warn_if_catalog_is_behind(admin.registry)
-        assert "the catalog schema is at c0001, this version needs c0002" in caplog.text
+        head = migrations.head_revision("catalog")
+        assert f"the catalog schema is at c0001, this version needs {head}" in caplog.text
     finally:
         admin.init()
     assert client.get("/readyz").json == {"status": "ok"}

@@ -97,8 +97,35 @@ def upgrade(engine, schema):
     threads at once: Alembic's ``context`` is process-global (see
     :func:`upgrade_url`, which the fleet migration runs in worker processes).
     """
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(schema, connection), "head")
+    _migrate(engine, schema, command.upgrade, "head")
+
+
+def downgrade(engine, schema, revision):
+    """Take the database behind ``engine`` back to ``revision`` (tests, operators)."""
+    _migrate(engine, schema, command.downgrade, revision)
+
+
+def _migrate(engine, schema, step, revision):
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                step(alembic_config(schema, connection), revision)
+            return
+        # SQLite alters a table by copying it and dropping the old one (batch
+        # mode), and with foreign keys on that drop deletes the rows that
+        # point at it (ON DELETE CASCADE): memberships gone with a migration
+        # of tenants. The pragma is a no-op in a transaction, so it goes on
+        # the driver's connection, before the BEGIN.
+        driver = connection.connection.dbapi_connection
+        driver.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with connection.begin():
+                step(alembic_config(schema, connection), revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").first()
+                if broken is not None:
+                    raise RuntimeError(f"migration broke a foreign key: {tuple(broken)}")
+        finally:
+            driver.execute("PRAGMA foreign_keys = ON")
 
 
 def _script_engine(url, connect_timeout):

@@ -23,7 +23,10 @@ NAMING_CONVENTION = {
 }
 
 ROLES = ("viewer", "editor", "admin")
-TENANT_STATUSES = ("active", "suspended")
+TENANT_STATUSES = ("active", "suspended", "moving")
+#: A moving tenant (``tenant move`` is copying its database) is in use: its
+#: reads go on, its writes answer 503 until the move ends.
+USABLE_STATUSES = frozenset({"active", "moving"})
 
 
 class CatalogBase(DeclarativeBase):
@@ -47,7 +50,7 @@ class User(CatalogBase):
 
 class Tenant(CatalogBase):
     __tablename__ = "tenants"
-    __table_args__ = (CheckConstraint("status IN ('active', 'suspended')", name="status"),)
+    __table_args__ = (CheckConstraint(f"status IN {TENANT_STATUSES}", name="status"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(40), unique=True)

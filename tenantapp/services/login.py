@@ -51,7 +51,7 @@ def find_access(db, user_id, tenant_name):
     access = membership(db, user_id, tenant_name) if is_valid_tenant_name(tenant_name) else None
     if access is None:
         raise Forbidden(NOT_A_MEMBER)
-    if access.status != "active":
+    if access.status == "suspended":  # a moving tenant is usable: it reads
         raise TenantSuspended()
     return access
 

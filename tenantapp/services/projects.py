@@ -3,6 +3,7 @@
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from tenantapp.db.relocation import is_moved_error
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project
 from tenantapp.services.insert_order import lock_id_order
@@ -54,7 +55,9 @@ def _ensure_unique_name(db, name, project_id=None):
 def _flush(db):
     try:
         db.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if is_moved_error(exc):  # SQLite's fence of a moved tenant (no 422)
+            raise
         # Two requests raced past the check above; the unique index decided.
         raise ValidationFailed({"name": "a project with this name already exists"}) from None
 

@@ -3,6 +3,7 @@
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from tenantapp.db.relocation import is_moved_error
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project, Task
 from tenantapp.services.insert_order import lock_id_order
@@ -83,7 +84,9 @@ def _ensure_project(db, project_id):
 def _flush(db):
     try:
         db.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if is_moved_error(exc):  # SQLite's fence of a moved tenant (no 422)
+            raise
         # Schema validation leaves only the foreign key to fail, and the lock
         # above leaves it no chance; should a project vanish anyway, it is the
         # client's 422, not a 500.

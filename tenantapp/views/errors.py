@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
+from tenantapp.db.relocation import is_moved_error
 from tenantapp.db.session import is_conflict, is_unavailable, may_write
 from tenantapp.errors import (
     APIError,
@@ -31,6 +32,7 @@ from tenantapp.errors import (
     NotFound,
     PreconditionFailed,
     ServiceUnavailable,
+    TenantMoving,
     TransactionConflict,
 )
 from tenantapp.routes import allowed_methods
@@ -171,12 +173,33 @@ def _conflict(exc, request):
     )
 
 
+def _moved(exc, request):
+    """A write that reached the database its tenant moved away from (it read
+    the old URL just before the catalog changed): nothing was written, and
+    running the request again finds the new database."""
+    before_commit = bool(request.environ.get("tm.active"))
+    if before_commit:
+        mark_error_retryable(exc)
+    log.info(
+        "%s %s reached the old database of a moved tenant (attempt %d)%s",
+        request.method,
+        request.path,
+        request.environ.get("retry.attempt", 0) + 1,
+        ", retrying" if before_commit and not is_last_attempt(request) else "",
+    )
+    return error_response(
+        request, TenantMoving(retry_after=request.registry.tenantapp_settings.retry_after)
+    )
+
+
 @exception_view_config(DBAPIError)
 @exception_view_config(PoolTimeoutError)
 @exception_view_config(DisconnectionError)
 def database_error(exc, request):
     if is_conflict(exc):
         return _conflict(exc, request)
+    if is_moved_error(exc):
+        return _moved(exc, request)
     if is_unavailable(exc):
         if _died_before_commit(exc, request):
             # The server dropped this connection (a restart, a terminated

@@ -255,7 +255,7 @@ def home(request):
     login = request.login
     if login is None:
         return _redirect(request, "page_login")
-    if login.tenant is not None and login.tenant.status == "active":
+    if login.tenant is not None and login.tenant.status != "suspended":
         return _redirect(request, "page_projects")
     return _redirect(request, "page_tenants")
 
@@ -347,7 +347,7 @@ def login_submit(request):
     token = login_service.open_login_session(
         db, user_id, body.username, chosen.id if chosen else None, request.now, settings, previous
     )
-    chosen_usable = chosen is not None and chosen.status == "active"
+    chosen_usable = chosen is not None and chosen.status != "suspended"
     response = _redirect(request, "page_projects" if chosen_usable else "page_tenants")
     login_service.set_session_cookie(response, settings, token)
     response.delete_cookie(LOGIN_FORM_COOKIE, path=request.route_path("page_login"))
@@ -368,7 +368,7 @@ def tenant_chooser(request):
     notice = None
     if login.chosen_tenant_id is not None and login.tenant is None:
         notice = "You are no longer a member of the tenant you had chosen. Choose another one."
-    elif login.tenant is not None and login.tenant.status != "active":
+    elif login.tenant is not None and login.tenant.status == "suspended":
         notice = f"{login.tenant.display_name} is suspended. Choose another tenant."
     return _render(
         request,
