@@ -5,15 +5,11 @@ import warnings
 # Pyramid 2.1 still imports pkg_resources; the warning is Pyramid's, not ours.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
-from pyramid.config import Configurator  # noqa: E402
-from pyramid.interfaces import IRoutesMapper  # noqa: E402
-from pyramid.registry import Registry  # noqa: E402
-from pyramid.tweens import EXCVIEW  # noqa: E402
-
-from tenantapp.models.types import utcnow  # noqa: E402
-from tenantapp.request import TenantRequest  # noqa: E402
-from tenantapp.routes import ExactRoutesMapper  # noqa: E402
 from tenantapp.settings import SettingsError, parse_settings  # noqa: E402
+
+# The web application's modules (Pyramid's configurator, the request, the
+# views) are imported by make_app, not here: every `tenantapp-admin` command
+# imports this package, and needs none of them (see tenantapp.cli).
 
 
 def make_app(settings):
@@ -21,6 +17,15 @@ def make_app(settings):
 
     Raises :class:`SettingsError` for a missing or malformed setting.
     """
+    from pyramid.config import Configurator
+    from pyramid.interfaces import IRoutesMapper
+    from pyramid.registry import Registry
+    from pyramid.tweens import EXCVIEW
+
+    from tenantapp.models.types import utcnow
+    from tenantapp.request import TenantRequest
+    from tenantapp.routes import ExactRoutesMapper
+
     tenantapp_settings = parse_settings(settings)
     settings = dict(settings)
     # The transaction manager: commit before the response leaves, abort on

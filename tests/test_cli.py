@@ -1,7 +1,7 @@
 """tenantapp-admin as API.md's "Admin command line" describes it.
 
 Most commands run in this process through ``tenantapp.cli.main`` (which
-bootstraps an app of its own from an ini file, as another process would); a
+builds the app's databases from an ini file, as another process would); a
 few run as a real subprocess of the console script, for exit codes and stderr.
 """
 
@@ -599,3 +599,20 @@ def test_tenant_created_by_another_process_is_usable_at_once(
         {"username": "pia", "display_name": "Pia", "role": "admin"}
     ]
     assert editor.get("/api/projects").json["items"] == []  # acme is not touched
+
+
+def test_a_command_loads_no_web_application(ini_file):
+    # `tenant create` should take well under a second with the process start:
+    # the commands build the app's databases, not its views, templates and routes.
+    probe = (
+        "import sys\n"
+        "from tenantapp.cli import main\n"
+        f"code = main([{str(ini_file)!r}, 'tenant', 'list'])\n"
+        "loaded = [m for m in ('pyramid.config', 'tenantapp.views', 'jinja2', 'tenantapp.request')"
+        " if m in sys.modules]\n"
+        "print(code, loaded)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr

@@ -52,10 +52,14 @@ class Passwords:
         return self._hasher.check_needs_rehash(password_hash)
 
 
-def includeme(config):
-    settings = config.registry.tenantapp_settings
-    config.registry.passwords = Passwords(
+def passwords_for(settings):
+    """The hasher with the parameters of ``settings`` (TenantappSettings)."""
+    return Passwords(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
+
+
+def includeme(config):
+    config.registry.passwords = passwords_for(config.registry.tenantapp_settings)

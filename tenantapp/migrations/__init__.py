@@ -15,9 +15,7 @@ connect timeout, and never create an SQLite file (:class:`DatabaseMissing`).
 import functools
 import os
 
-from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
@@ -69,6 +67,10 @@ def head_revision(schema):
 
 def current_revision(connection):
     """The revision a database is at, or None when it has no schema yet."""
+    # Imported here: Alembic's runtime (and its DDL for every backend) is for
+    # the commands that read or migrate a schema, not every import of this module.
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -97,11 +99,15 @@ def upgrade(engine, schema):
     threads at once: Alembic's ``context`` is process-global (see
     :func:`upgrade_url`, which the fleet migration runs in worker processes).
     """
+    from alembic import command
+
     _migrate(engine, schema, command.upgrade, "head")
 
 
 def downgrade(engine, schema, revision):
     """Take the database behind ``engine`` back to ``revision`` (tests, operators)."""
+    from alembic import command
+
     _migrate(engine, schema, command.downgrade, revision)
 
 
