@@ -64,7 +64,9 @@ test: install postgres-binaries browser lint
 bench: install postgres-binaries
 	COMPARE=$(COMPARE) $(BIN)/python bench/run_bench.py
 
-# 500 tenant databases, each used once: connections held, memory, cold-tenant latency.
+# 500 tenant databases (TENANTS=N), each used once: connections held, memory,
+# cold-tenant latency, a no-op `tenant migrate --all`; ends with one line,
+# BENCH-TENANTS {json}.
 bench-tenants: install postgres-binaries
 	$(BIN)/python bench/many_tenants.py --tenants $(or $(TENANTS),500)
 

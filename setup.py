@@ -6,6 +6,7 @@ requires = [
     "argon2-cffi>=23.1",
     "orjson>=3.9",
     "plaster_pastedeploy",
+    "prometheus_client>=0.20",  # GET /metrics
     "psycopg2-binary>=2.9",
     "pydantic>=2.6,<3",
     "pyramid>=2.0,<3",

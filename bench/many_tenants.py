@@ -1,10 +1,14 @@
 """Many tenants, bounded connections: 500 tenant databases, each used once.
 
 Starts a throwaway PostgreSQL cluster, creates N tenant databases with the
-admin commands, serves production.ini with pserve, then has one user (a member
-of every tenant) choose each tenant in turn and read its tasks once. Prints the
-connections the server holds (sampled as it goes, and at the end), its memory,
-and the latency of the first request to each cold tenant.
+admin commands (each a copy of the tenant template), serves production.ini
+with pserve, then has one user (a member of every tenant) choose each tenant
+in turn and read its tasks once. Prints the connections the server holds
+(sampled as it goes, and at the end), its memory, the latency of the first
+request to each cold tenant, and the time of ``tenant migrate --all --jobs 4``
+with every tenant at head; then one line a script can read::
+
+    BENCH-TENANTS {"tenants": N, "max_connections_seen": ..., "rss_mib": ..., ...}
 
     .venv/bin/python bench/many_tenants.py [--tenants 500]     (make bench-tenants)
 """
@@ -23,6 +27,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, ROOT)  # this checkout's tenantapp
 
 from pg_cluster import PostgresCluster, free_port  # noqa: E402
 
@@ -65,6 +70,34 @@ def server_connections(cluster):
     return int(result.stdout.strip())
 
 
+def migrate_all_seconds(env):
+    """``tenantapp-admin production.ini tenant migrate --all --jobs 4``, whole command."""
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tenantapp.cli",
+            os.path.join(ROOT, "production.ini"),
+            "tenant",
+            "migrate",
+            "--all",
+            "--jobs",
+            "4",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.monotonic() - started
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
 def memory_kib(pid):
     values = {}
     with open(f"/proc/{pid}/status") as f:
@@ -88,6 +121,8 @@ def main():
             TENANTAPP_CATALOG_URL=cluster.url("catalog"),
             TENANTAPP_TENANT_URL_TEMPLATE=cluster.url("tenant_{name}"),
             TENANTAPP_SECRET=secrets.token_urlsafe(48),
+            # The code of this checkout, in the server and the admin command too.
+            PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])),
         )
         os.environ.update(env)
         from pyramid.paster import bootstrap
@@ -142,22 +177,25 @@ def main():
             status, _, _ = call(base, "GET", "/api/tasks?limit=50", cookie=cookie)
             cold.append((time.perf_counter() - t0) * 1000)
             assert status == 200
-            if n % 25 == 0:
+            if n % 10 == 0:
                 peak_connections = max(peak_connections, server_connections(cluster))
         held = server_connections(cluster)
         peak_connections = max(peak_connections, held)
         after = memory_kib(server.pid)
         warm = []
-        for _ in range(20):
+        for _ in range(100):
             t0 = time.perf_counter()
             call(base, "GET", "/api/tasks?limit=50", cookie=cookie)
             warm.append((time.perf_counter() - t0) * 1000)
+
+        migrate_noop = migrate_all_seconds(env)
+        peak_connections = max(peak_connections, server_connections(cluster))
 
         cold.sort()
         print()
         print(f"{args.tenants} tenant databases, each used once by one pserve production.ini")
         print(f"  connections held by the server at the end      {held}")
-        print(f"  most connections seen (sampled every 25)       {peak_connections}")
+        print(f"  most connections seen (sampled every 10)       {peak_connections}")
         print(
             "  budget: tenantapp.max_connections 50, catalog_pool_size 10, tenant_pool_size 5,"
             " max_tenant_engines 32"
@@ -169,9 +207,23 @@ def main():
         )
         print(
             f"  first request to a cold tenant: median {statistics.median(cold):.1f} ms, "
-            f"p95 {cold[int(len(cold) * 0.95)]:.1f} ms, max {cold[-1]:.1f} ms"
+            f"p95 {percentile(cold, 0.95):.1f} ms, max {cold[-1]:.1f} ms"
         )
         print(f"  the same request once warm: median {statistics.median(warm):.1f} ms")
+        print(f"  tenant migrate --all --jobs 4, all at head     {migrate_noop:.1f} s")
+        rss_before, rss_after = before["VmRSS"] / 1024, after["VmRSS"] / 1024
+        summary = {
+            "tenants": args.tenants,
+            "max_connections_seen": peak_connections,
+            "rss_mib": round(rss_after, 1),
+            "rss_mib_before": round(rss_before, 1),
+            "rss_per_1000_tenants_mib": round((rss_after - rss_before) / args.tenants * 1000, 1),
+            "cold_p50_ms": round(statistics.median(cold), 1),
+            "cold_p95_ms": round(percentile(cold, 0.95), 1),
+            "warm_p50_ms": round(statistics.median(warm), 2),
+            "migrate_all_noop_s": round(migrate_noop, 2),
+        }
+        print("BENCH-TENANTS " + json.dumps(summary), flush=True)
         return 0
     finally:
         if server is not None and server.poll() is None:

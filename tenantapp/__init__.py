@@ -58,10 +58,44 @@ def make_app(settings):
         config.include(".views.contract")  # the API contract's checks, in its order
         config.include(".headers")  # nosniff, no-store on /api, no framing of pages
         config.include(".routes")
+        config.include(".metrics")  # GET /metrics, when tenantapp.metrics is on or token
         config.include(".views.docs")  # OpenAPI document and interactive docs
         config.include(".views.pages")  # server-rendered pages over the same services
         config.scan(".views")
+        config.action(None, _reads_first, args=(config.registry,), order=10**6)
     return config.make_wsgi_app()
+
+
+def _reads_first(registry):
+    """Try each route's GET view before its other views.
+
+    A route with views for several methods gets one of Pyramid's MultiViews,
+    which tries the views in the order they were registered (by name, as the
+    scan finds them) until one's predicates match: a GET /api/tasks first
+    tried the POST view, whose request_method mismatch raised an exception
+    (a whole HTTPNotFound response) on every read. The methods exclude each
+    other, so the order changes which view is tried first, never which answers.
+    """
+    from pyramid.config.views import MultiView
+    from pyramid.interfaces import IRouteRequest, IRoutesMapper, IView, IViewClassifier
+    from zope.interface import Interface
+
+    for route in registry.getUtility(IRoutesMapper).get_routes():
+        request_iface = registry.queryUtility(IRouteRequest, name=route.name)
+        if request_iface is None:
+            continue
+        view = registry.adapters.lookup((IViewClassifier, request_iface, Interface), IView, name="")
+        if isinstance(view, MultiView):
+            view.views.sort(key=lambda entry: (entry[0], not _takes_get(entry[1])))
+
+
+def _takes_get(view):
+    from pyramid.predicates import RequestMethodPredicate
+
+    return any(
+        isinstance(predicate, RequestMethodPredicate) and "GET" in predicate.val
+        for predicate in getattr(view, "__predicates__", ())
+    )
 
 
 def main(global_config, **settings):

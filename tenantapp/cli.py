@@ -598,12 +598,14 @@ class Admin:
                 failures[name] = reason
                 progress.write(f"FAILED {name}: {reason}", file=self.err)
 
-            # The cheap part first, in threads: which tenants are behind? Those
-            # at head are done (a second run resumes where the first stopped).
+            # The cheap part first, in threads: which tenants are behind? One
+            # query per database (its alembic_version), no Alembic environment;
+            # those at head are done and not touched again (a second run
+            # resumes where the first stopped).
             behind = []
             with ThreadPoolExecutor(max_workers=max(jobs, 4)) as readers:
                 checks = {
-                    readers.submit(migrations.revision_at, urls[n], self.connect_timeout): n
+                    readers.submit(migrations.stored_revision, urls[n], self.connect_timeout): n
                     for n in names
                 }
                 for future in as_completed(checks):
@@ -635,6 +637,8 @@ class Admin:
                             failed(futures[future], first_line(future.exception()))
                         progress.update(1)
         self._refresh_templates([self._default_tenant_url(), *urls.values()])
+        at_head = len(names) - len(behind) - sum(1 for n in failures if n not in behind)
+        self.say(f"{at_head} tenant(s) already at {head}, not touched; {len(behind)} behind")
         self.say(f"{len(names) - len(failures)} of {len(names)} tenant(s) at {head}")
         if failures:
             raise CommandError(f"{len(failures)} tenant(s) failed: {', '.join(sorted(failures))}")

@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from conftest import logged_in
 from tenantapp.db.engines import normalize_url, sqlite_path
-from tenantapp.interfaces import IDBFactory
+from tenantapp.interfaces import ITenantDirectory
 from tenantapp.models.catalog import Tenant
 from tenantapp.models.tenant import Project
 
@@ -119,7 +119,7 @@ def test_a_moved_tenant_is_written_in_its_new_database(app, admin, make_user, ba
     client.post_json("/api/projects", {"name": "Before the move"}, status=201)
 
     copy_database(old_url, new_url, backend)
-    old = app.registry.getUtility(IDBFactory, "tenant:moved")
+    old = app.registry.getUtility(ITenantDirectory).factory("moved")
     old.dispose()  # (PostgreSQL: the copy ended its sessions)
     in_flight = old.session()  # a request on the old database as the catalog changes
     assert in_flight.execute(select(Project.name)).scalars().all() == ["Before the move"]
@@ -134,7 +134,7 @@ def test_a_moved_tenant_is_written_in_its_new_database(app, admin, make_user, ba
     assert project_names(old_url) == ["Before the move"]
     names = [p["name"] for p in client.get("/api/projects").json["items"]]
     assert sorted(names) == ["After the move", "Before the move"]
-    factory = app.registry.getUtility(IDBFactory, "tenant:moved")
+    factory = app.registry.getUtility(ITenantDirectory).factory("moved")
     assert normalize_url(factory.url) == normalize_url(new_url)
     # The old database's pool is gone: nothing of this process is connected to it.
     assert open_to(old_url, backend) == 0

@@ -96,26 +96,20 @@ class ConnectionBudget:
         with self._lock:
             return list(self._holders)
 
-    def watch(self, engine):
+    def watch(self, engine, count_connects=True):
         """Make every connection of ``engine`` count against the budget.
 
         The engine's DBAPI connections must accept an attribute and a weak
         reference (:class:`ReleasesSlotOnClose` gives both).
+        ``count_connects=False``: the engine's pool opens its connections
+        through :meth:`open` itself (a dialect shared by many engines takes no
+        ``do_connect`` listener per engine); only closes are watched here.
         """
-        returned = self._returned.append
+        if count_connects:
 
-        @event.listens_for(engine, "do_connect")
-        def connect_within_budget(dialect, connection_record, cargs, cparams):
-            self._acquire(engine)
-            try:
-                dbapi_connection = dialect.connect(*cargs, **cparams)
-            except BaseException:
-                returned(engine)
-                raise
-            slot = weakref.finalize(dbapi_connection, returned, engine)
-            slot.atexit = False
-            setattr(dbapi_connection, SLOT_ATTRIBUTE, slot)
-            return dbapi_connection
+            @event.listens_for(engine, "do_connect")
+            def connect_within_budget(dialect, connection_record, cargs, cparams):
+                return self.open(engine, lambda: dialect.connect(*cargs, **cparams))
 
         @event.listens_for(engine, "close")
         def closed(dbapi_connection, connection_record):
@@ -125,7 +119,25 @@ class ConnectionBudget:
         def closed_detached(dbapi_connection):
             give_back(dbapi_connection)
 
+    def open(self, engine, connect):
+        """Open a DBAPI connection with ``connect()`` once it fits in the budget,
+        counted for ``engine``; its slot comes back when it is closed."""
+        returned = self._returned.append
+        self._acquire(engine)
+        try:
+            dbapi_connection = connect()
+        except BaseException:
+            returned(engine)
+            raise
+        slot = weakref.finalize(dbapi_connection, returned, engine)
+        slot.atexit = False
+        setattr(dbapi_connection, SLOT_ATTRIBUTE, slot)
+        return dbapi_connection
+
     def _acquire(self, engine):
+        # Slots given back count first: the engines they name are then let go
+        # (an evicted tenant's Engine is not kept alive by its closed connections).
+        self._count_returned()
         if not self._slots.acquire(blocking=False):
             self._wait_for_room()
         with self._lock:

@@ -1,6 +1,5 @@
 """The tenant directory: the one place that turns a tenant name into its DBFactory."""
 
-import contextlib
 import logging
 import re
 import threading
@@ -10,7 +9,7 @@ from sqlalchemy import select
 from zope.interface import implementer
 
 from tenantapp.db.factory import DBFactory
-from tenantapp.interfaces import IDBFactory, ITenantDirectory
+from tenantapp.interfaces import ITenantDirectory
 from tenantapp.models.catalog import Tenant
 
 log = logging.getLogger(__name__)
@@ -34,8 +33,8 @@ def tenant_utility_name(name):
 class TenantDirectory:
     """Knows every tenant's DBFactory and keeps few of their engines alive.
 
-    Factories are cheap (a name and a URL) and registered as named
-    ``IDBFactory`` utilities; their engines are made on first use. At most
+    Factories are cheap (a name and a URL; kept here, not as registry
+    utilities); their engines are made on first use. At most
     ``max_engines`` pools hold connections at once: using one more empties
     the pool of the least recently used idle tenant. A tenant created after
     start-up (by ``tenantapp-admin`` in another process) is found in the
@@ -95,7 +94,9 @@ class TenantDirectory:
             )
             self._entries[name] = (url, factory)
             self._factories[name] = factory
-            self.registry.registerUtility(factory, IDBFactory, name=factory.name)
+            # Not registered as a ``tenant:<name>`` utility: the directory is
+            # the one way to a tenant's factory, and ten thousand utilities
+            # in the registry would be dead weight.
             old = entry[1] if entry is not None else None
             if old is not None and self._live.get(name) is old:
                 del self._live[name]
@@ -126,8 +127,12 @@ class TenantDirectory:
         name = factory.name.split(":", 1)[1]
         live = self._live
         if live.get(name) is factory:
-            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+            # No lock on this path (every request takes it): at worst the order
+            # is a little off, or the entry was evicted by another thread meanwhile.
+            try:
                 live.move_to_end(name)
+            except KeyError:
+                pass
             return
         with self._lock:
             if self._factories.get(name) is not factory:

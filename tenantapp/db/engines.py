@@ -31,13 +31,15 @@ one failing with "database is locked" when it upgrades its read lock.
 
 import os
 import sqlite3
+import threading
 import time
 
 import psycopg2.extensions
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.util import LRUCache
 from sqlalchemy.util import queue as pool_queue
 
 from tenantapp.db.budget import ReleasesSlotOnClose
@@ -85,44 +87,175 @@ def make_engine(
     ``budget``: a :class:`ConnectionBudget` every new connection must fit in.
     ``ping_after``: seconds idle after which a connection is pinged before use
     (0: on every checkout, like ``pool_pre_ping``).
+
+    The Engine shares its dialect and compiled-statement cache with every
+    other Engine of the same server (see :class:`SharedDialect`): a tenant's
+    first request compiles nothing another tenant already compiled, and an
+    Engine costs a pool and a few listeners.
     """
     url = normalize_url(url)
     backend = url.get_backend_name()
-    options = {
-        "poolclass": TenantPool,
-        "pool_size": pool_size,
-        "max_overflow": 0,
-        "pool_timeout": pool_timeout,
-        # LIFO keeps few connections warm; idle ones age out behind them.
-        "pool_use_lifo": True,
-    }
     if backend == "sqlite":
         path = sqlite_path(url)
         if path is not None and must_exist:
             url = url.set(database=f"file:{path}?mode=rw", query={"uri": "true"})
-        options["connect_args"] = {
+        connect_args = {
             "timeout": connect_timeout,
             "check_same_thread": False,
             "factory": SQLiteConnection,
         }
-        engine = create_engine(url, **options)
-        _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
-        if path is not None and must_exist:
-            _drop_when_file_replaced(engine, path)
     elif backend == "postgresql":
-        options["connect_args"] = {
+        connect_args = {
             **libpq_timeouts(connect_timeout),
             "application_name": "tenantapp",
             "connection_factory": AutocommitConnection,
         }
-        engine = create_engine(url, **options)
-        _autocommit_driver(engine)
-        _ping_when_idle(engine, ping_after)
     else:
         raise ValueError(f"unsupported database URL: {url.render_as_string()}")
-    if budget is not None:
-        budget.watch(engine)
+    engine = shared_dialect(url).engine(
+        url,
+        connect_args,
+        budget=budget,
+        pool_size=pool_size,
+        max_overflow=0,
+        timeout=pool_timeout,
+        # LIFO keeps few connections warm; idle ones age out behind them.
+        use_lifo=True,
+    )
+    if backend == "sqlite":
+        _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
+        if path is not None and must_exist:
+            _drop_when_file_replaced(engine, path)
+    else:
+        _autocommit_driver(engine)
+        _ping_when_idle(engine, ping_after)
     return engine
+
+
+# Compiled statements kept per server: the app has a few dozen distinct
+# statements, so this is never pruned in practice (SQLAlchemy's per-Engine
+# default is 500).
+COMPILED_CACHE_SIZE = 1000
+
+_shared_dialects = {}
+_shared_dialects_lock = threading.Lock()
+
+
+def shared_dialect(url):
+    """The :class:`SharedDialect` of ``url``'s server (one per process for SQLite)."""
+    url = normalize_url(url)
+    if url.get_backend_name() == "sqlite":
+        key = (url.drivername,)
+    else:
+        # Same driver, host, port, role and options: the same server, whatever database.
+        key = (
+            url.drivername,
+            url.host,
+            url.port,
+            url.username,
+            url.password,
+            tuple(sorted(url.query.items())),
+        )
+    shared = _shared_dialects.get(key)
+    if shared is None:
+        with _shared_dialects_lock:
+            shared = _shared_dialects.get(key)
+            if shared is None:
+                shared = _shared_dialects[key] = SharedDialect(url)
+    return shared
+
+
+class SharedDialect:
+    """One SQLAlchemy dialect, and one compiled-statement cache, for every
+    Engine of one database server.
+
+    SQLAlchemy keys its compiled cache by dialect *instance* and keeps one
+    cache per Engine (``query_cache_size``): with one ``create_engine`` per
+    tenant, every tenant compiles and stores every statement again (~0.4 MB
+    per Engine with the app's statements) and its first connection runs the
+    dialect's set-up queries (server version, hstore, isolation level). The
+    documented way to share a cache between Engines is the ``compiled_cache``
+    execution option, with the caveat that the Engines must have the same
+    dialect (sqlalchemy#5002): so the dialect is shared too. It is made by
+    ``create_engine`` (a prototype Engine that never pools a connection),
+    initialized on the server's first connection, and each tenant Engine is
+    an :class:`sqlalchemy.engine.Engine` over its own pool and this dialect,
+    its cache the shared one. A statement compiled for PostgreSQL is never
+    served to SQLite, nor one of another server: the cache key holds the
+    dialect, and each server has its own.
+    """
+
+    def __init__(self, url):
+        self._initialized = False
+        # The connect function the prototype uses, per thread while it initializes.
+        self._opener = threading.local()
+        # The prototype: creates the dialect, and initializes it through its
+        # first connection (opened by the tenant Engine that needs it).
+        self._prototype = create_engine(url, poolclass=NullPool, creator=self._open_for_prototype)
+        self.dialect = self._prototype.dialect
+        self.compiled_cache = LRUCache(COMPILED_CACHE_SIZE)
+        # What the dialect sets up on each new DBAPI connection (driver extras).
+        self._on_connect = self.dialect.on_connect_url(url)
+
+    def _open_for_prototype(self):
+        return self._opener.connect()
+
+    def _initialize(self, open_connection):
+        # No lock of ours around the connect: threads that get here together
+        # connect side by side (each bounded by its connect timeout), and
+        # SQLAlchemy runs the dialect's initialization once, on the first
+        # connection that succeeds.
+        self._opener.connect = open_connection
+        try:
+            with self._prototype.connect():
+                pass
+        finally:
+            self._opener.connect = None
+        self._initialized = True
+
+    def engine(self, url, connect_args, *, budget=None, **pool_options):
+        """A new Engine for ``url`` over a :class:`TenantPool` of ``pool_options``;
+        each new connection fits in ``budget`` (if any) and is counted for it."""
+        dialect = self.dialect
+        cargs, cparams = dialect.create_connect_args(url)
+        cparams = {**cparams, **connect_args}
+        engine = None
+
+        def open_connection():
+            if budget is None:
+                return dialect.connect(*cargs, **cparams)
+            return budget.open(engine, lambda: dialect.connect(*cargs, **cparams))
+
+        def creator():
+            dbapi_connection = open_connection()
+            if not self._initialized:
+                # Once the server answered (a dead one costs one connect
+                # timeout, not two): set the dialect up on a connection of its own.
+                try:
+                    self._initialize(open_connection)
+                except BaseException:
+                    dbapi_connection.close()
+                    raise
+            return dbapi_connection
+
+        pool = TenantPool(creator, dialect=dialect, **pool_options)
+        if self._on_connect is not None:
+            on_connect = self._on_connect
+
+            def driver_set_up(dbapi_connection, connection_record):
+                on_connect(dbapi_connection)
+
+            event.listen(pool, "connect", driver_set_up)
+        engine = Engine(
+            pool,
+            dialect,
+            url,
+            query_cache_size=0,  # no cache of its own: the shared one, below
+            execution_options={"compiled_cache": self.compiled_cache},
+        )
+        if budget is not None:
+            budget.watch(engine, count_connects=False)
+        return engine
 
 
 def libpq_timeouts(connect_timeout):

@@ -1,21 +1,39 @@
-"""DBFactory: one database, its engine, its sessionmaker, and a transaction for scripts."""
+"""DBFactory: one database, its engine, its sessions, and a transaction for scripts."""
 
 import threading
+import weakref
 from contextlib import contextmanager
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from zope.interface import implementer
 
 from tenantapp.db.engines import make_engine, normalize_url, writing_engine
 from tenantapp.interfaces import IDBFactory
 
+# Engines dropped by DBFactory.dispose() since the start (for /metrics).
+_dropped = {"engines": 0}
+_dropped_lock = threading.Lock()
+
+
+def engines_dropped():
+    """How many idle Engines were emptied and dropped since the start (evictions)."""
+    return _dropped["engines"]
+
+
+def _count_dropped():
+    with _dropped_lock:
+        _dropped["engines"] += 1
+
 
 @implementer(IDBFactory)
 class DBFactory:
-    """One database. The engine is made on first use and lives as long as the
-    process (the tenant directory empties the pools of the least recently used
-    tenants to stay within its cap); sessions are made per request or per
-    ``transaction()`` block and never shared.
+    """One database. The engine is made on first use; the tenant directory
+    empties the pools of the least recently used tenants to stay within its
+    cap, and an emptied Engine with no connection lent out is dropped (made
+    again on the next use, which is cheap: the dialect and compiled statements
+    are shared, see :class:`tenantapp.db.engines.SharedDialect`), so a tenant
+    idle in a process costs this object only. Sessions are made per request
+    or per ``transaction()`` block and never shared.
     """
 
     def __init__(self, name, url, *, engine_options, on_use=None):
@@ -25,10 +43,8 @@ class DBFactory:
         # Told of every use, so the tenant directory can keep its LRU order.
         self._on_use = on_use
         self._engines = None  # (reading, writing), made together on first use
+        self._dropped = None  # a weak reference to the reading Engine dispose() dropped
         self._lock = threading.Lock()
-        # expire_on_commit=False: a view may serialize what it just committed
-        # (the session is closed right after anyway, nothing outlives it).
-        self._sessionmaker = sessionmaker(expire_on_commit=False)
 
     def __repr__(self):
         return f"<DBFactory {self.name} {self.url.render_as_string(hide_password=True)}>"
@@ -60,7 +76,10 @@ class DBFactory:
         """A new Session. ``write=False``: it only reads, so it takes no write lock
         (SQLite) and sends no BEGIN (PostgreSQL); see tenantapp.db.engines."""
         reading, writing = self._both_engines()
-        return self._sessionmaker(bind=writing if write else reading)
+        # expire_on_commit=False: a view may serialize what it just committed
+        # (the session is closed right after anyway, nothing outlives it).
+        # No sessionmaker per factory: each would be a class of its own.
+        return Session(bind=writing if write else reading, expire_on_commit=False)
 
     @contextmanager
     def transaction(self, write=True):
@@ -80,11 +99,25 @@ class DBFactory:
     def dispose(self):
         """Close the pooled (idle) connections; the pool refills on the next use.
 
-        The Engine and its pool stay (a thread may hold the engine this very
-        moment): a connection lent out comes back to this same pool, where
-        the next dispose, or the connection budget, can close it.
+        With no connection lent out, the Engine is dropped too (the next use
+        makes another). A thread that took the engine just before finishes
+        on it: its connection goes back to that pool, which the connection
+        budget still reaches (it counts connections by engine) and empties
+        when it needs room, as does the next dispose (the dropped Engine is
+        remembered weakly). With connections lent out, the Engine and its
+        pool stay: they come back to this same pool, where the next dispose,
+        or the budget, closes them.
         """
         self.close_idle()
+        dropped = self._dropped() if self._dropped is not None else None
+        if dropped is not None:  # taken by a thread as it was dropped, used since
+            dropped.pool.close_idle()
+        with self._lock:
+            engines = self._engines
+            if engines is not None and engines[0].pool.checkedout() == 0:
+                self._engines = None
+                self._dropped = weakref.ref(engines[0])
+                _count_dropped()
 
     def close_idle(self, limit=None):
         """Close up to ``limit`` idle connections (all if None); return how many."""

@@ -18,6 +18,7 @@ import os
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tenantapp.db.engines import make_engine, normalize_url, sqlite_path, writing_engine
 from tenantapp.db.provisioning import DEFAULT_CONNECT_TIMEOUT, displayable_url
@@ -166,6 +167,35 @@ def revision_at(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
             return current_revision(connection)
     finally:
         engine.dispose()
+
+
+def stored_revision(url, connect_timeout=DEFAULT_CONNECT_TIMEOUT):
+    """The revision recorded in the database at ``url``, with one query.
+
+    None when it has no ``alembic_version`` table (no schema yet) or an
+    empty one. For the fleet migration's first pass (which tenants are
+    behind?): no Alembic MigrationContext (which asks whether the table
+    exists first), and an Engine over the server's shared dialect, so
+    neither the dialect's set-up queries nor a compilation per database.
+    Raises like :func:`revision_at`; safe in threads.
+    """
+    engine = _script_engine(url, connect_timeout)
+    try:
+        with engine.connect() as connection:
+            try:
+                return connection.exec_driver_sql(_STORED_REVISION.text).scalar()
+            except (ProgrammingError, OperationalError) as exc:
+                if _no_version_table(exc):
+                    return None
+                raise
+    finally:
+        engine.dispose()
+
+
+def _no_version_table(error):
+    # PostgreSQL: undefined_table; SQLite: "no such table".
+    code = getattr(error.orig, "pgcode", None)
+    return code == "42P01" or "no such table: alembic_version" in str(error.orig)
 
 
 def upgrade_url(url, schema="tenant", connect_timeout=DEFAULT_CONNECT_TIMEOUT):

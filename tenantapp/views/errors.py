@@ -42,7 +42,7 @@ from tenantapp.views.pages import error_page
 log = logging.getLogger(__name__)
 
 #: Outside /api, the paths that programs call: their errors stay JSON.
-MACHINE_PATHS = frozenset({"/healthz", "/readyz"})
+MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def wants_json(request):
