@@ -175,8 +175,13 @@ class TenantRequest(Request):
         return login.tenant
 
     @reify
+    def tenant_factory(self):
+        """The DBFactory of the chosen tenant's own database (at the URL the
+        login lookup read)."""
+        tenant = self.tenant
+        return self.registry.getUtility(ITenantDirectory).factory(tenant.name, tenant.db_url)
+
+    @reify
     def tenant_db(self):
         """Session on the chosen tenant's own database."""
-        tenant = self.tenant
-        directory = self.registry.getUtility(ITenantDirectory)
-        return open_request_session(self, directory.factory(tenant.name, tenant.db_url))
+        return open_request_session(self, self.tenant_factory)

@@ -18,6 +18,7 @@ most 1.1 times the idle timeout; 1800 to 1860 s by default). Exactness would
 cost a write on every request.
 """
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -25,6 +26,7 @@ from functools import lru_cache
 from sqlalchemy import String, and_, bindparam, column, delete, func, select, update
 
 from tenantapp.auth import tokens
+from tenantapp.db.reads import fetch_all
 from tenantapp.models.catalog import LoginSession, Membership, Tenant, User
 
 
@@ -101,6 +103,8 @@ _LOGIN_FUNCTION = func.tenantapp_login_lookup(bindparam("token_hash", type_=Stri
     *(column(c.key, c.type) for c in _LOGIN_QUERY.selected_columns)
 )
 _LOGIN_QUERY_POSTGRESQL = select(*_LOGIN_FUNCTION.c)
+# A row of either query, by name (both select the same columns in one order).
+_LoginRow = namedtuple("_LoginRow", [c.key for c in _LOGIN_QUERY.selected_columns])
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,12 @@ def load_login(connection, token_hash, now, settings):
     None for an unknown, logged-out, idle, too old or disabled user's session.
     """
     query = _LOGIN_QUERY_POSTGRESQL if connection.dialect.name == "postgresql" else _LOGIN_QUERY
-    row = connection.execute(query, {"token_hash": token_hash}).first()
-    if row is None or row.disabled:
+    # At most one row: token_hash is the primary key.
+    rows = fetch_all(connection, query, {"token_hash": token_hash})
+    if not rows:
+        return None
+    row = _LoginRow._make(rows[0])
+    if row.disabled:
         return None
     if is_expired(row.created_at, row.last_used_at, now, settings):
         return None

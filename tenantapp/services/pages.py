@@ -7,7 +7,9 @@ serialized.
 """
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
+from tenantapp.db.reads import fetch_all
 from tenantapp.schemas import encode_cursor
 
 LIKE_ESCAPE = "/"
@@ -52,10 +54,11 @@ def fetch_page(db, table, fields, *, filters=(), values=None, after_id=0, limit=
     ``filters`` are ``(column, "eq" | "like")`` pairs whose values are in
     ``values``. Reads ``limit + 1`` rows so that ``next`` is null exactly at
     the end. Walking the pages returns every row once, in id order, even while
-    rows are added.
+    rows are added. ``db``: a Session, or a Core Connection (a read needs no Session).
     """
     params = dict(values or (), after_id=after_id, limit=limit + 1)
-    rows = db.connection().execute(_page_statement(table, fields, filters), params).all()
+    connection = db.connection() if isinstance(db, Session) else db
+    rows = fetch_all(connection, _page_statement(table, fields, filters), params)
     items = [dict(zip(fields, row, strict=True)) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
     return {"items": items, "next": next_cursor}

@@ -26,7 +26,11 @@ from tenantapp.views.contract import (
     api=Endpoint(query=parse_task_filters, permission="read"),
 )
 def list_tasks(request):
-    return json_response(request, tasks.list_tasks(request.tenant_db, **request.query))
+    # One SELECT: on a connection of its own, no Session, back in the pool
+    # before the JSON is written.
+    with request.tenant_factory.engine.connect() as connection:
+        page = tasks.list_tasks(connection, **request.query)
+    return json_response(request, page)
 
 
 @view_config(route_name="tasks", request_method="POST", api=Endpoint(body=True, permission="write"))
