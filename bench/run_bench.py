@@ -12,6 +12,13 @@
    the server runs, and runs ``wrk -t2 -c32 -d10s --latency --timeout 2s``
    on GET /api/tasks?limit=50 alternating the two users; reads the server's
    peak memory;
+4b. the floor in the same run (``floor.py`` of ../shared/bench on its own
+   seeded cluster, ``pg.sh`` + ``seed.sh``): floor and app alternate under the
+   same wrk load, and for each the server's CPU per request (utime + stime
+   from /proc/PID/stat around the load, divided by the requests), PostgreSQL's
+   (the cluster's postmaster and its children), and the in-process CPU per
+   request (one thread, no server: ``time.process_time()`` over calls of the
+   WSGI callable, in a process of its own) are printed one per line;
 5. with --compare or COMPARE=1, runs ../shared/bench/compare.sh (the floor
    comparison, ~75 s) against the same server, when that kit exists;
 6. stops the server, grows the fleet to 100 tenants and times
@@ -53,6 +60,9 @@ OWN_LUA = Path(__file__).resolve().parent / "alternate_cookies.lua"
 sys.path.insert(0, str(ROOT / "tests"))
 from pg_cluster import ClusterError, PostgresCluster, free_port  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from move_bench import measure_project_move  # noqa: E402
+
 TENANTS = ("acme", "globex")
 USERS = {"alice": "acme", "bob": "globex"}
 COLD_TENANT, COLD_USER = "initech", "carol"
@@ -64,10 +74,17 @@ LOGIN_SAMPLES = 10
 PAGE_WALKS = 3
 LOAD_PATH = "/api/tasks?limit=50"
 WRK_THREADS, WRK_CONNECTIONS, WRK_SECONDS, WARMUP_SECONDS = 2, 32, 10, 2
+LOAD_ROUNDS = 2  # floor, app, floor, app: each figure is the median of the rounds
+INPROCESS_CALLS, INPROCESS_REPEATS = 2000, 5  # in-process CPU: median of 5 x 2000 calls
+# The floor (../shared/bench): its cluster, its seeded sessions, its venv (else ours).
+FLOOR_PG_DATA, FLOOR_PG_PORT = Path("/tmp/tenantapp-floor-pg/data"), 55440
+FLOOR_COOKIES = ("session=bench-acme-session", "session=bench-globex-session")
+FLOOR_VENV_PYTHON = Path("/tmp/tenantapp-floor-venv/bin/python")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FLEET_SIZE = 100
 LIFE_CREATES = 20  # tenant create, timed one by one
 LIFE_TASKS = 10_000  # the tenant exported, imported and deleted
-TIME_LIMIT_S = 330  # the whole run, compare.sh excluded
+TIME_LIMIT_S = 420  # the whole run, compare.sh excluded
 COMPARE_TIME_LIMIT_S = 240
 HTTP_TIMEOUT_S = 15
 
@@ -89,6 +106,124 @@ def percentile(values, pct):
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+# --- CPU per request -----------------------------------------------------------
+
+
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (index 0: the state)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu_seconds(pid):
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def cluster_cpu_seconds(postmaster_pid):
+    """CPU seconds of a PostgreSQL cluster: the postmaster, its live children
+    (backends, background workers), and the children it has reaped."""
+    fields = _stat_fields(postmaster_pid)
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile (its time is in the postmaster's cutime)
+        if child[1] == str(postmaster_pid):
+            ticks += int(child[11]) + int(child[12])
+    return ticks / CLOCK_TICKS
+
+
+def postmaster_pid(datadir):
+    """The postmaster's pid, from ``DATADIR/postmaster.pid``."""
+    return int(Path(datadir, "postmaster.pid").read_text().split()[0])
+
+
+def wsgi_cpu_per_request(app, path, cookies, calls, repeats):
+    """CPU µs per call of the WSGI callable ``app`` on ``GET path``, in this
+    thread, with no server: ``time.process_time()`` over ``calls`` calls (the
+    cookies in turn), ``repeats`` times after a warm-up. Returns the list of
+    the repeats' figures. Every answer must be 200 (a fast error would flatter)."""
+    import io
+
+    route, _, query = path.partition("?")
+    base = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": route,
+        "QUERY_STRING": query,
+        "SCRIPT_NAME": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+    statuses = []
+
+    def start_response(status, headers, exc_info=None):
+        statuses.append(status)
+
+    def call(i):
+        environ = dict(base, HTTP_COOKIE=cookies[i % len(cookies)])
+        environ["wsgi.input"] = io.BytesIO(b"")
+        body = b"".join(app(environ, start_response))
+        return body
+
+    for cookie_index in range(len(cookies)):
+        body = call(cookie_index)
+        items = json.loads(body).get("items") if statuses[-1].startswith("200") else None
+        if items is None or len(items) != 50:
+            raise BenchError(f"in-process GET {path}: {statuses[-1]} {body[:200]!r}")
+    for i in range(calls // 4):
+        call(i)
+    figures = []
+    for _ in range(repeats):
+        del statuses[:]
+        started = time.process_time()
+        for i in range(calls):
+            call(i)
+        figures.append((time.process_time() - started) / calls * 1e6)
+        if any(not status.startswith("200") for status in statuses):
+            raise BenchError(f"in-process GET {path}: answers other than 200: {set(statuses)}")
+    return figures
+
+
+def inprocess_main(which, cookie_a, cookie_b):
+    """``run_bench.py --inprocess app|floor A B``: one JSON line, the figures of
+    :func:`wsgi_cpu_per_request` for the app (production.ini, its environment
+    variables set by the caller) or for the floor (``floor.py`` of the kit)."""
+    if which == "floor":
+        sys.path.insert(0, str(SHARED_BENCH))
+        import floor
+
+        app = floor.app
+    else:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        from pyramid.paster import get_app
+
+        app = get_app(str(INI))
+    figures = wsgi_cpu_per_request(
+        app, LOAD_PATH, (cookie_a, cookie_b), INPROCESS_CALLS, INPROCESS_REPEATS
+    )
+    print(json.dumps(figures))
+    return 0
+
+
+def median_and_rounds(values, unit="", digits=0):
+    """``"812 µs (rounds 805, 819)"``: the median, then every value."""
+    text = ", ".join(f"{v:.{digits}f}" for v in values)
+    return f"{statistics.median(values):.{digits}f}{unit} ({text})"
 
 
 # --- HTTP ---------------------------------------------------------------------
@@ -208,6 +343,11 @@ class Bench:
         self.port = None
         self.passwords = {}
         self.logins = {}
+        self.floor = None  # floor.py, when the kit is there
+        self.floor_log = None
+        self.floor_port = None
+        self.floor_python = Path(sys.executable)
+        self.floor_pg_started = False  # pg.sh start was ours: stopped at the end
         self.children = set()  # Popen objects of running helper processes
         self.children_lock = threading.Lock()
 
@@ -576,8 +716,8 @@ class Bench:
             raise BenchError("could not install wrk with apt-get")
         return shutil.which("wrk")
 
-    def wrk(self, wrk, lua, seconds):
-        alice, bob = (self.logins[u].cookie for u in USERS)
+    def wrk(self, wrk, lua, seconds, port=None, cookies=None):
+        alice, bob = cookies or [self.logins[u].cookie for u in USERS]
         env = dict(self.env, BENCH_COOKIE_A=alice, BENCH_COOKIE_B=bob, BENCH_PATH=LOAD_PATH)
         command = [
             wrk,
@@ -589,7 +729,7 @@ class Bench:
             "2s",
             "-s",
             str(lua),
-            f"http://127.0.0.1:{self.port}{LOAD_PATH}",
+            f"http://127.0.0.1:{port or self.port}{LOAD_PATH}",
         ]
         saved, self.env = self.env, env
         try:
@@ -624,33 +764,208 @@ class Bench:
             "sock_detail": sock.group(0) if sock else "none",
         }
 
+    # --- the floor, in the same run ---------------------------------------------
+
+    def start_floor(self):
+        """The floor's cluster (started unless running), seeded, and ``floor.py``
+        on a free port. Returns False (with a note) when the kit is missing."""
+        floor_py = SHARED_BENCH / "floor.py"
+        if not (floor_py.is_file() and (SHARED_BENCH / "pg.sh").is_file()):
+            self.notes.append(f"the floor was not measured: no {floor_py} (set BENCH_KIT=DIR)")
+            log(self.notes[-1])
+            return False
+        pg_sh = str(SHARED_BENCH / "pg.sh")
+        status, _, _ = self.run([pg_sh, "status"], check=False, what="pg.sh status")
+        if status != 0:
+            self.run([pg_sh, "start"], timeout=120, what="pg.sh start")
+            self.floor_pg_started = True
+        self.run([str(SHARED_BENCH / "seed.sh")], timeout=120, what="seed.sh")
+        python = FLOOR_VENV_PYTHON if FLOOR_VENV_PYTHON.exists() else Path(sys.executable)
+        self.floor_python = python
+        self.floor_port = free_port()
+        self.floor_log = open(self.workdir / "floor.log", "w+b")  # closed at the end
+        self.floor = subprocess.Popen(  # noqa: S603 - the kit's program, fixed arguments
+            [str(python), str(floor_py), "--port", str(self.floor_port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self.floor_log,
+            stderr=subprocess.STDOUT,
+            cwd=SHARED_BENCH,
+            start_new_session=True,
+        )
+        client = Client(self.floor_port)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.floor.poll() is not None:
+                raise BenchError(f"floor.py exited with status {self.floor.returncode} at start")
+            with contextlib.suppress(OSError):
+                response = client.request("GET", LOAD_PATH, cookie=FLOOR_COOKIES[0])
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchError("floor.py did not answer within 30 s")
+            time.sleep(0.1)
+        client.close()
+        log(
+            f"  floor.py pid {self.floor.pid} on 127.0.0.1:{self.floor_port} ({python}), "
+            f"its cluster {'started' if self.floor_pg_started else 'already running'}"
+        )
+        return True
+
+    def stop_floor(self):
+        if self.floor is not None and self.floor.returncode is None:
+            self.kill(self.floor, grace=10)
+            log(f"floor.py stopped (pid {self.floor.pid})")
+        if self.floor_pg_started:
+            self.floor_pg_started = False
+            self.run([str(SHARED_BENCH / "pg.sh"), "stop"], check=False, what="pg.sh stop")
+            log("floor cluster stopped")
+
+    def load_run(self, wrk, lua, target, seconds):
+        """One wrk run against ``target``, with its server's and cluster's CPU."""
+        name, port, cookies, pid, pg_pid = target
+        server_before, pg_before = process_cpu_seconds(pid), cluster_cpu_seconds(pg_pid)
+        started = time.monotonic()
+        out = self.wrk(wrk, lua, seconds, port=port, cookies=cookies)
+        elapsed = time.monotonic() - started
+        server_cpu = process_cpu_seconds(pid) - server_before
+        pg_cpu = cluster_cpu_seconds(pg_pid) - pg_before
+        with (self.workdir / "wrk.txt").open("a") as f:
+            f.write(f"--- {name}\n{out}\n")
+        result = self.parse_wrk(out)
+        result["server_us"] = server_cpu / result["requests"] * 1e6
+        result["pg_us"] = pg_cpu / result["requests"] * 1e6
+        result["server_core"] = server_cpu / elapsed
+        time.sleep(1)  # let the server drain before the other one is loaded
+        return result
+
+    def inprocess(self, which, cookies):
+        """In-process CPU µs per request of the app or the floor (a process of its own)."""
+        python = self.floor_python if which == "floor" else Path(sys.executable)
+        out, _ = self.run(
+            [python, Path(__file__).resolve(), "--inprocess", which, *cookies],
+            timeout=300,
+            what=f"in-process CPU of the {which}",
+        )
+        return json.loads(out.strip().splitlines()[-1])
+
+    def settle_databases(self, floor):
+        """VACUUM ANALYZE the databases under load (just seeded, both clusters), so
+        that no autovacuum runs during the load and counts as PostgreSQL's CPU."""
+        import psycopg2
+
+        urls = [self.env["TENANTAPP_CATALOG_URL"]]
+        urls += [self.env["TENANTAPP_TENANT_URL_TEMPLATE"].format(name=t) for t in TENANTS]
+        if floor:
+            urls += [
+                f"postgresql://postgres@127.0.0.1:{FLOOR_PG_PORT}/{database}"
+                for database in ("catalog", "tenant_acme", "tenant_globex")
+            ]
+        for url in urls:
+            with contextlib.closing(psycopg2.connect(url)) as connection:
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    cursor.execute("VACUUM ANALYZE")
+        log(f"  VACUUM ANALYZE of the {len(urls)} databases under load")
+
     def measure_load(self):
         wrk = self.ensure_wrk()
         shared_lua = SHARED_BENCH / "tasks.lua"
         lua = shared_lua if shared_lua.is_file() else OWN_LUA
         self.check_load_path()
+        app_cookies = [self.logins[u].cookie for u in USERS]
+        targets = [
+            ("app", self.port, app_cookies, self.server.pid, postmaster_pid(self.cluster.datadir))
+        ]
+        if self.start_floor():
+            floor_pg = postmaster_pid(FLOOR_PG_DATA)
+            targets.insert(0, ("floor", self.floor_port, FLOOR_COOKIES, self.floor.pid, floor_pg))
+        self.settle_databases(floor="floor" in [t[0] for t in targets])
         log(
             f"load: wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s --latency "
-            f"--timeout 2s -s {lua} GET {LOAD_PATH}, alice and bob in turn "
-            f"({WARMUP_SECONDS} s warm-up first, not counted)"
+            f"--timeout 2s -s {lua} GET {LOAD_PATH}, two users in turn; "
+            f"{' then '.join(t[0] for t in targets)}, {LOAD_ROUNDS} rounds "
+            f"({WARMUP_SECONDS} s warm-up each first, not counted)"
         )
-        self.wrk(wrk, lua, WARMUP_SECONDS)
+        for _name, port, cookies, _, _ in targets:
+            self.wrk(wrk, lua, WARMUP_SECONDS, port=port, cookies=cookies)
         time.sleep(1)
-        out = self.wrk(wrk, lua, WRK_SECONDS)
-        (self.workdir / "wrk.txt").write_text(out)
-        result = self.parse_wrk(out)
+        runs = {target[0]: [] for target in targets}
+        for _ in range(LOAD_ROUNDS):
+            for target in targets:
+                runs[target[0]].append(self.load_run(wrk, lua, target, WRK_SECONDS))
+        app = runs["app"]
         section = f"GET {LOAD_PATH} under wrk -c{WRK_CONNECTIONS}"
-        self.record(section, "requests/s", f"{result['rps']:.1f} ({result['requests']} requests)")
-        self.record(section, "p50 / p99", f"{result['p50']:.1f} / {result['p99']:.1f} ms")
-        self.record(section, "non-2xx", str(result["non2xx"]))
-        self.record(section, "socket errors", result["sock_detail"])
-        if result["non2xx"]:
-            self.problems.append(
-                f"{result['non2xx']} of {result['requests']} responses under load were not 2xx"
-            )
-        if result["sockerr"]:
-            self.problems.append(f"socket errors under load: {result['sock_detail']}")
+        requests = sum(r["requests"] for r in app)
+        self.record(
+            section,
+            "requests/s",
+            f"{median_and_rounds([r['rps'] for r in app], digits=1)}, {requests} requests",
+        )
+        self.record(
+            section,
+            "p50 / p99",
+            f"{statistics.median(r['p50'] for r in app):.1f} / "
+            f"{statistics.median(r['p99'] for r in app):.1f} ms",
+        )
+        non2xx = sum(r["non2xx"] for r in app)
+        sockerr = sum(r["sockerr"] for r in app)
+        self.record(section, "non-2xx", str(non2xx))
+        self.record(section, "socket errors", "; ".join(r["sock_detail"] for r in app))
+        if non2xx:
+            self.problems.append(f"{non2xx} of {requests} responses under load were not 2xx")
+        if sockerr:
+            self.problems.append(f"socket errors under load: {app[-1]['sock_detail']}")
         self.check_load_path()  # the sessions still work after the load
+
+        section = "CPU per request, app and floor in this run (µs; median, then each round)"
+        inprocess = {"app": self.inprocess("app", app_cookies)}
+        if "floor" in runs:
+            inprocess["floor"] = self.inprocess("floor", FLOOR_COOKIES)
+            floor = runs["floor"]
+            self.record(
+                section,
+                "floor requests/s, p99",
+                f"{median_and_rounds([r['rps'] for r in floor], digits=1)}, p99 "
+                f"{statistics.median(r['p99'] for r in floor):.1f} ms",
+            )
+            if any(r["non2xx"] or r["sockerr"] for r in floor):
+                self.problems.append("the floor answered non-2xx or had socket errors")
+        for name in runs:
+            self.record(
+                section,
+                f"{name} server CPU per request under wrk",
+                f"{median_and_rounds([r['server_us'] for r in runs[name]], ' µs')}; "
+                f"server at {statistics.median(r['server_core'] for r in runs[name]):.0%} "
+                "of a core",
+            )
+        for name in runs:
+            self.record(
+                section,
+                f"{name} PostgreSQL CPU per request under wrk",
+                median_and_rounds([r["pg_us"] for r in runs[name]], " µs"),
+            )
+        for name in runs:
+            self.record(
+                section,
+                f"{name} in-process CPU per request (1 thread, no server)",
+                median_and_rounds(inprocess[name], " µs")
+                + f", {INPROCESS_REPEATS} x {INPROCESS_CALLS} calls",
+            )
+        if "floor" in runs:
+
+            def ratio(values_app, values_floor):
+                return statistics.median(values_app) / statistics.median(values_floor)
+
+            floor = runs["floor"]
+            self.record(
+                section,
+                "app / floor: req/s; server CPU; PostgreSQL CPU; in-process CPU",
+                f"{ratio([r['rps'] for r in app], [r['rps'] for r in floor]):.2f}; "
+                f"{ratio([r['server_us'] for r in app], [r['server_us'] for r in floor]):.2f}; "
+                f"{ratio([r['pg_us'] for r in app], [r['pg_us'] for r in floor]):.2f}; "
+                f"{ratio(inprocess['app'], inprocess['floor']):.2f}",
+            )
+        self.stop_floor()
 
     def measure_memory(self):
         status = Path(f"/proc/{self.server.pid}/status").read_text()
@@ -714,7 +1029,8 @@ class Bench:
             log(f"server stopped (pid {self.server.pid}, status {self.server.returncode})")
 
     def measure_fleet(self):
-        existing = len(TENANTS) + 1  # acme, globex and the cold tenant
+        # acme, globex, the cold tenant and the project move's two, as the catalog says
+        existing = len(json.loads(self.admin("tenant", "list", "--json")))
         extra = [f"fleet{n:03d}" for n in range(FLEET_SIZE - existing)]
         log(f"fleet: creating {len(extra)} more tenants (tenantapp.cli.Admin, in this process)")
         started = time.perf_counter()
@@ -764,7 +1080,7 @@ class Bench:
         )
 
     def measure_tenant_life(self):
-        """Issue 14: tenant create (template copy), export, import, delete."""
+        """Issue 14: tenant create (template copy), export, import, move, delete."""
         section = "a tenant's life (tenantapp-admin, PostgreSQL)"
         log(f"tenant create x{LIFE_CREATES}, each a process of its own")
         whole = []
@@ -881,6 +1197,8 @@ class Bench:
         for process in children:
             self.kill(process)
         self.stop_server()
+        with contextlib.suppress(Exception):  # noqa: BLE001 - go on cleaning
+            self.stop_floor()
         if self.cluster is not None:
             try:
                 started = time.perf_counter()
@@ -940,7 +1258,15 @@ def main():
         help="also run ../shared/bench/compare.sh (the floor comparison, ~75 s) RUNS times "
         "(default 1); default from the COMPARE environment variable (COMPARE=3: three runs)",
     )
+    parser.add_argument(
+        "--inprocess",
+        nargs=3,
+        metavar=("APP_OR_FLOOR", "COOKIE_A", "COOKIE_B"),
+        help=argparse.SUPPRESS,  # the bench's own helper process, see inprocess_main
+    )
     args = parser.parse_args()
+    if args.inprocess:
+        return inprocess_main(*args.inprocess)
 
     def interrupt(signum, _frame):
         reason = "time limit reached" if signum == signal.SIGALRM else signal.Signals(signum).name
@@ -973,6 +1299,7 @@ def main():
             bench.measure_memory()
             for run in range(args.compare):
                 bench.run_compare(run + 1, args.compare)
+            measure_project_move(bench)  # after the comparison: it creates tenants
             bench.stop_server()
             bench.measure_fleet()
             bench.measure_tenant_life()
@@ -995,8 +1322,9 @@ def main():
     if bench.problems and not status:
         status = 1
     bench.report(failure)
-    if bench.server_log is not None:
-        bench.server_log.close()
+    for log_file in (bench.server_log, bench.floor_log):
+        if log_file is not None:
+            log_file.close()
     if status == 0:
         shutil.rmtree(bench.workdir, ignore_errors=True)
     print(f"bench finished in {time.monotonic() - started:.0f} s, exit status {status}")

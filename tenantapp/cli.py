@@ -712,6 +712,19 @@ class Admin:
         with self.catalog.transaction(write=False) as session:
             return session.execute(select(func.count()).select_from(User)).scalar_one()
 
+    def recover(self, grace=None):
+        """Resolve now what interrupted moves of projects left behind (issue 12):
+        transactions left prepared, decisions nothing is left of. Prints one
+        line per thing done; a CommandError when something could not be resolved."""
+        from tenantapp.db.recovery import resolve
+
+        result = resolve(self.registry, grace=grace)
+        for line in result.lines():
+            self.say(line)
+        if result.errors:
+            raise CommandError("some prepared transactions could not be resolved (see above)")
+        return result
+
 
 def _refused(conflict, tenant_name):
     return f"{tenant_name}: {conflict.message} (--force to do it anyway)"
@@ -726,6 +739,9 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("init", help="create or upgrade the catalog schema")
     commands.add_parser("demo", help="load demo users and tenants, print their logins")
+    commands.add_parser(
+        "recover", help="resolve transactions that interrupted project moves left prepared"
+    )
 
     tenant = commands.add_parser("tenant", help="tenants").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -790,6 +806,8 @@ def run(admin, args, stdin=None):
         admin.init()
     elif args.command == "demo":
         admin.demo()
+    elif args.command == "recover":
+        admin.recover()
     elif args.command == "tenant":
         if args.action == "create":
             admin.tenant_create(args.name, args.display_name, args.url)

@@ -29,6 +29,7 @@ from tenantapp import errors, schemas
 from tenantapp.db.session import SAFE_METHODS
 from tenantapp.models.catalog import ROLES
 from tenantapp.models.tenant import TASK_STATUSES
+from tenantapp.views.project_move import MoveBody
 
 OPENAPI_VERSION = "3.1.0"
 JSON = "application/json"
@@ -235,6 +236,28 @@ OPERATIONS = {
         "projects",
         description="Its tasks go with it.",
         status=204,
+        if_match=True,
+    ),
+    ("project_move", "POST"): Operation(
+        "Move a project to another tenant",
+        "projects",
+        description=(
+            "Moves the project and its tasks to `tenant`, in one request that writes to both "
+            "tenants' databases, all or nothing (two-phase commit on PostgreSQL). Needs `editor` "
+            "or `admin` in the chosen tenant and in the target: 403 `forbidden` alike for a "
+            "target the user is not a member of, one that does not exist and a string that is "
+            "no tenant name, and for `viewer` in the target; 403 `tenant_suspended` for a "
+            "suspended target; 422 `fields.tenant` for the chosen tenant itself; 422 "
+            "`fields.name` when the target has a project of that name (ignoring case). In the "
+            "target the project and its tasks get new ids and version 1, every other field is "
+            "kept; `Location` is the project's URL there (choose that tenant to read it). "
+            "In the chosen tenant they are gone (404). Concurrent moves of one project: one 201, "
+            "the others 404 or 412."
+        ),
+        status=201,
+        response="ProjectMove",
+        body=MoveBody,
+        example={"tenant": "globex"},
         if_match=True,
     ),
     ("project_tasks", "GET"): Operation(
@@ -544,6 +567,14 @@ RESPONSE_SCHEMAS = {
             "current": {"type": "boolean", "description": "The session of this request."},
         },
         "One of the user's live login sessions.",
+    ),
+    "ProjectMove": _object(
+        {
+            "tenant": _ref("TenantAccess"),
+            "project": _ref("Project"),
+            "tasks": {"type": "integer", "minimum": 0, "description": "How many tasks moved."},
+        },
+        "A project moved to another tenant: the target, the project there, its task count.",
     ),
     "ProjectPage": _page("Project"),
     "TaskPage": _page("Task"),

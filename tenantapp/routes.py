@@ -49,6 +49,7 @@ def includeme(config):
     config.add_route("projects", "/api/projects")
     config.add_route("project", f"/api/projects/{OBJECT_ID}")
     config.add_route("project_tasks", f"/api/projects/{OBJECT_ID}/tasks")
+    config.add_route("project_move", f"/api/projects/{OBJECT_ID}/move")
     config.add_route("tasks", "/api/tasks")
     config.add_route("task", f"/api/tasks/{OBJECT_ID}")
 

@@ -11,6 +11,7 @@ import waitress
 from sqlalchemy.exc import SQLAlchemyError
 
 from tenantapp import migrations
+from tenantapp.db.recovery import start_resolver
 from tenantapp.interfaces import IDBFactory
 
 DEFAULT_PORT = "6543"
@@ -23,6 +24,9 @@ def serve(app, global_conf, **options):
     warn_if_catalog_is_behind(app.registry)
     # Before the first request, so no login of an unknown user pays for it.
     app.registry.passwords.prepare()
+    # Transactions a killed process left prepared: resolved now and every
+    # minute (tenantapp.move_resolver_interval), in a daemon thread.
+    start_resolver(app.registry)
     waitress.serve(app, **options)
     return 0
 

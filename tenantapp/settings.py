@@ -52,6 +52,11 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Moves between tenants (tenantapp.db.recovery): a prepared transaction
+    # without a decision is left to its coordinator this many seconds; each
+    # app process resolves leftovers every move_resolver_interval seconds (0: never).
+    move_grace_period: int = 30
+    move_resolver_interval: int = 60
 
 
 _INT_SETTINGS = {
@@ -71,6 +76,8 @@ _INT_SETTINGS = {
     "argon2_time_cost": 1,
     "argon2_memory_kib": 8,
     "argon2_parallelism": 1,
+    "move_grace_period": 0,
+    "move_resolver_interval": 0,
 }
 
 

@@ -106,6 +106,8 @@ class PostgresCluster:
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "300",
+            # Moves between tenants are two-phase commits (PREPARE TRANSACTION).
+            "max_prepared_transactions": "20",
             "timezone": "UTC",
             **{k: str(v) for k, v in self.settings.items()},
         }

@@ -105,3 +105,26 @@ class LoginFailure(CatalogBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(150))
     attempted_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class MoveDecision(CatalogBase):
+    """The decision of one move of a project between tenants (its two-phase commit).
+
+    Committed after both tenant databases prepared: that commit is the
+    decision point. 'abort' rows are written by the resolver only, before it
+    rolls back a move nobody decided (tenantapp.db.recovery).
+    """
+
+    __tablename__ = "move_decisions"
+    __table_args__ = (CheckConstraint("outcome IN ('commit', 'abort')", name="outcome"),)
+
+    move_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(10))
+    # Which process decided: host/pid/start time (see tenantapp.db.recovery).
+    coordinator: Mapped[str] = mapped_column(Text)
+    # What moved where (SQLite's recovery reads them; on PostgreSQL, for the logs).
+    source_tenant: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    source_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    target_tenant: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    target_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -40,6 +40,7 @@ from tenantapp.errors import (
     Forbidden,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     TenantRequired,
     TenantSuspended,
     TooManyRequests,
@@ -59,7 +60,7 @@ from tenantapp.schemas import (
     parse_task_filters,
     validate_body,
 )
-from tenantapp.services import account, members, projects, tasks
+from tenantapp.services import account, members, project_move, projects, tasks
 from tenantapp.services import login as login_service
 from tenantapp.views.contract import MAX_BODY_BYTES, declared_length, object_id
 
@@ -552,9 +553,47 @@ def project_page(request):
         first_url=first_url,
         here=request.path_qs,
         can_write=_can_write(request),
+        move_targets=_move_targets(request) if _can_write(request) else [],
         form={"title": "", "status": "open", "assignee": "", "due_date": ""},
         errors={},
     )
+
+
+def _move_targets(request):
+    """The tenants the project could move to: where the user may write, but this one."""
+    chosen = request.tenant.name
+    return [
+        access
+        for access in memberships(request.catalog_db, request.login.user_id)
+        if access.name != chosen
+        and access.status == "active"
+        and access.role in project_move.WRITE_ROLES
+    ]
+
+
+@view_config(route_name="page_project_move", request_method="POST", page=Page(write=True))
+def project_move_submit(request):
+    """Move the project to another tenant, then show it there: the page flow
+    follows the project, so its new tenant becomes the chosen one (in the
+    same catalog transaction as the move's decision)."""
+    login = request.login
+    project_id = object_id(request)
+    target = project_move.find_target(
+        request.catalog_db, login.user_id, request.POST.get("tenant", "")
+    )
+    if target.name == request.tenant.name:
+        return error_page(request, 422, "The project is already in this tenant.")
+
+    def check(project):
+        if _stale(request, project):
+            raise PreconditionFailed(STALE_MESSAGE)
+
+    try:
+        moved, _count = project_move.move_project(request, project_id, target, check)
+    except ValidationFailed as error:
+        return error_page(request, 422, sentence(next(iter(error.fields.values()))))
+    choose_tenant(request.catalog_db, login.token_hash, target.id)
+    return _redirect(request, "page_project", id=moved.id)
 
 
 @view_config(route_name="page_project_tasks", request_method="POST", page=Page(write=True))
@@ -930,6 +969,7 @@ def includeme(config):
     config.add_route("page_project_edit", f"/projects/{OBJECT_ID}/edit")
     config.add_route("page_project_delete", f"/projects/{OBJECT_ID}/delete")
     config.add_route("page_project_tasks", f"/projects/{OBJECT_ID}/tasks")
+    config.add_route("page_project_move", f"/projects/{OBJECT_ID}/move")
     config.add_route("page_task_edit", f"/tasks/{OBJECT_ID}/edit")
     config.add_route("page_task_status", f"/tasks/{OBJECT_ID}/status")
     config.add_route("page_task_delete", f"/tasks/{OBJECT_ID}/delete")
