@@ -139,8 +139,10 @@ class Admin:
 
     # --- tenants -------------------------------------------------------------
 
-    def _tenant(self, session, name):
-        tenant = session.execute(select(Tenant).where(Tenant.name == name)).scalar_one_or_none()
+    def _tenant(self, session, name, lock=False):
+        """Tenant ``name`` (its row locked until the transaction ends if ``lock``)."""
+        query = select(Tenant).where(Tenant.name == name)
+        tenant = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
         if tenant is None:
             raise CommandError(f"no such tenant: {name}")
         return tenant
@@ -277,11 +279,7 @@ class Admin:
         running the command again finishes (dropping what is gone is a no-op).
         """
         with self.catalog.transaction() as session:
-            tenant = session.execute(
-                select(Tenant).where(Tenant.name == name).with_for_update()
-            ).scalar_one_or_none()
-            if tenant is None:
-                raise CommandError(f"no such tenant: {name}")
+            tenant = self._tenant(session, name, lock=True)
             if tenant.status != "suspended":
                 raise CommandError(f"tenant {name} is {tenant.status}: suspend it first")
             url = self.directory.url_for(name, tenant.db_url)
@@ -509,11 +507,7 @@ class Admin:
     def _mark_moving(self, name):
         """Set an active tenant's status to 'moving'; return the status it had."""
         with self.catalog.transaction() as session:
-            tenant = session.execute(
-                select(Tenant).where(Tenant.name == name).with_for_update()
-            ).scalar_one_or_none()
-            if tenant is None:
-                raise CommandError(f"no such tenant: {name}")
+            tenant = self._tenant(session, name, lock=True)
             prior = tenant.status
             if prior == "moving":
                 raise CommandError(

@@ -4,7 +4,8 @@ SQLAlchemy's execution path guaranteed: UTC timestamps, and a dropped
 connection that is replaced without anybody seeing an error."""
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
+from test_faults import terminate_app_connections
 
 from conftest import dispose_app, logged_in
 from tenantapp import make_app
@@ -41,24 +42,11 @@ def test_a_page_says_utc_whatever_the_sessions_time_zone(editor, admin, app):
         dispose_app(app)
 
 
-def _terminate_app_connections(admin):
-    with admin.catalog.engine.connect() as connection:
-        killed = connection.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'tenantapp' AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    admin.catalog.dispose()
-    admin.directory.dispose_all()
-    return killed
-
-
 def test_a_page_read_on_dropped_connections_is_answered(editor, admin, app):
     project = editor.post("/api/projects", {"name": "Survivor"}, status=201).json
     editor.post("/api/tasks", {"project_id": project["id"], "title": "Still here"}, status=201)
     editor.get("/api/tasks")
-    assert _terminate_app_connections(admin) >= 2  # the app's catalog and acme connections
+    assert terminate_app_connections(admin) >= 2  # the app's catalog and acme connections
     # The login lookup, then the page, each meet a dead connection: each is
     # retried on a fresh one, and the answer is the page.
     response = editor.get("/api/tasks", status=200)

@@ -62,7 +62,7 @@ def prepared_xacts(pg_cluster):
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_prepared(admin):
+def nothing_left_prepared(admin):  # used by test_recovery too
     """After each test, whatever it left prepared is resolved (a failed test
     must not leave locks that every later test's clean-up would wait for)."""
     yield

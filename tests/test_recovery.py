@@ -19,6 +19,7 @@ import psycopg2
 import pytest
 from races import in_thread, libpq_url
 from sqlalchemy import select
+from test_project_move import nothing_left_prepared  # noqa: F401 - an autouse fixture
 
 from conftest import PASSWORD, dispose_app, logged_in, tenant_rows
 from tenantapp import make_app
@@ -66,14 +67,6 @@ def prepared_xacts(*clusters):
 def decisions(admin):
     with admin.catalog.transaction(write=False) as db:
         return db.execute(select(MoveDecision)).scalars().all()
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_prepared(admin):
-    """After each test, whatever it left prepared is resolved (a failed test
-    must not leave locks that every later test's clean-up would wait for)."""
-    yield
-    recovery.resolve(admin.registry, grace=0)
 
 
 @pytest.fixture
