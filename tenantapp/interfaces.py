@@ -6,11 +6,12 @@ from zope.interface import Attribute, Interface
 class IDBFactory(Interface):
     """One database: its engine, its sessions, and a transaction for scripts.
 
-    Registered as a named utility: ``catalog``, and ``tenant:{name}`` for each
-    tenant database.
+    The catalog's is registered as the named utility ``catalog``; a tenant's
+    is kept by the :class:`ITenantDirectory` utility (thousands of tenants are
+    no registry utilities) and named ``tenant:{name}``.
     """
 
-    name = Attribute("The utility name, 'catalog' or 'tenant:{name}'.")
+    name = Attribute("'catalog', or 'tenant:{name}' for a tenant's database.")
     url = Attribute("The SQLAlchemy URL (with its password hidden in repr).")
     engine = Attribute("The Engine for reading, created on first use and kept for the process.")
     write_engine = Attribute("The Engine for transactions that write (same pool).")
