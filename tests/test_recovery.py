@@ -33,7 +33,7 @@ TASKS = 5
 
 
 class InjectedFault(RuntimeError):
-    pass
+    """The fault a test's hook raises at a step of the commit."""
 
 
 def make_project(client, name="Alpha", tasks=TASKS):

@@ -403,3 +403,55 @@ def test_the_moving_status_migration_keeps_every_catalog_row(admin, backend, db_
     finally:
         engine.dispose()
         drop_database(url)
+
+
+def terminate_waiters(holder):
+    """Terminate the backends waiting on ``holder``'s locks; how many."""
+    with psycopg2.connect(holder.url) as observer, observer.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE %s = ANY(pg_blocking_pids(pid))",
+            (holder.pid,),
+        )
+        count = cursor.fetchone()[0]
+    observer.close()
+    return count
+
+
+@pytest.mark.postgresql_only
+def test_a_catalog_failing_after_the_copy_switches_nothing(admin_cli, admin, busy_tenant, db_urls):
+    # The two databases of a move: the copy is committed in the new one, then
+    # the catalog's switch fails. Forced: the move is parked behind a writer
+    # in flight (after the tenant was marked moving), the tenant's catalog row
+    # is then held, and the command's switch, waiting on it, loses its
+    # connection.
+    name, client = busy_tenant
+    project_id = client.get("/api/projects").json["items"][0]["id"]
+    writer = LockHolder(old_url(db_urls, name))
+    writer.execute(
+        "INSERT INTO tasks (project_id, title, title_key, status, created_at, updated_at, version) "
+        "VALUES (%s, 'in flight', 'in flight', 'open', now(), now(), 1)",
+        (project_id,),
+    )
+    move = in_thread(admin_cli, "tenant", "move", name, "--url", new_url(db_urls, name))
+    row = None
+    try:
+        writer.wait_for_waiters(1)  # marked moving, waiting to lock the old tables
+        row = LockHolder(db_urls["catalog"])
+        row.execute("SELECT 1 FROM tenants WHERE name = %s FOR UPDATE", (name,))
+        writer.commit()  # the copy goes on: copied, fenced, then the switch waits
+        row.wait_for_waiters(1)
+        assert terminate_waiters(row) == 1
+    finally:
+        if row is not None:
+            row.commit()  # the clean-up's own catalog writes go through
+    result = move.result()
+
+    assert result.code == 1
+    assert "nothing switched" in result.one_error_line()
+    assert tenant_state(admin, name) == ("active", None)
+    assert not tenant_database_exists("postgresql", db_urls, f"{name}_moved")
+    # The old database has everything, the writer's row included, and no fence.
+    assert [t.title for t in tenant_rows(admin, name, Task)][-1] == "in flight"
+    client.post("/api/projects", {"name": "after the failed switch"}, status=201)
+    assert write_directly(old_url(db_urls, name), "UPDATE tasks SET title = title") is None

@@ -132,7 +132,7 @@ class TenantDirectory:
             try:
                 live.move_to_end(name)
             except KeyError:
-                pass
+                return  # evicted meanwhile: nothing left to reorder
             return
         with self._lock:
             if self._factories.get(name) is not factory:

@@ -207,8 +207,8 @@ class SharedDialect:
         # connection that succeeds.
         self._opener.connect = open_connection
         try:
-            with self._prototype.connect():
-                pass
+            # Connecting is the point: SQLAlchemy initializes the dialect then.
+            self._prototype.connect().close()
         finally:
             self._opener.connect = None
         self._initialized = True

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import psycopg2.extensions
 import zope.sqlalchemy
 from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 from transaction.interfaces import IDataManager
@@ -45,7 +45,6 @@ from zope.sqlalchemy.datamanager import STATUS_CHANGED, TwoPhaseSessionDataManag
 
 from tenantapp.db import recovery
 from tenantapp.db.directory import is_valid_tenant_name
-from tenantapp.db.relocation import is_moved_error
 from tenantapp.db.session import is_conflict, is_unavailable
 from tenantapp.errors import (
     DatabaseUnavailable,
@@ -58,6 +57,7 @@ from tenantapp.errors import (
 from tenantapp.interfaces import IDBFactory, ITenantDirectory
 from tenantapp.models.catalog import Membership, MoveDecision, Tenant
 from tenantapp.models.tenant import Project, Task
+from tenantapp.services import flush_or_refuse
 from tenantapp.services.insert_order import lock_id_order
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,36 @@ class Participant(TwoPhaseSessionDataManager):
 
 
 @implementer(IDataManager)
-class DecisionPoint:
+class _Step:
+    """A data manager that holds no data of its own: it joins the request's
+    transaction to act at one of the two-phase commit's steps, and each
+    subclass overrides only the step it acts at. Every other step is nothing
+    to do, for ``transaction``'s protocol calls them all."""
+
+    def __init__(self, transaction_manager):
+        self.transaction_manager = transaction_manager
+        transaction_manager.get().join(self)
+
+    def abort(self, trans):
+        return None
+
+    def tpc_begin(self, trans):
+        return None
+
+    def commit(self, trans):
+        return None
+
+    def tpc_vote(self, trans):
+        return None
+
+    def tpc_finish(self, trans):
+        return None
+
+    def tpc_abort(self, trans):
+        return None
+
+
+class DecisionPoint(_Step):
     """Marks the moment between the last PREPARE and the catalog's commit.
 
     Sorts after the two-phase managers ("sqlalchemy.twophase:...") and before
@@ -230,34 +259,17 @@ class DecisionPoint:
 
     def __init__(self, move, transaction_manager):
         self.move = move
-        self.transaction_manager = transaction_manager
-        transaction_manager.get().join(self)
+        super().__init__(transaction_manager)
 
     def sortKey(self):
         return "sqlalchemy.twophase~tenantapp.decision"
-
-    def abort(self, trans):
-        pass
-
-    def tpc_begin(self, trans):
-        pass
-
-    def commit(self, trans):
-        pass
 
     def tpc_vote(self, trans):
         self.move.step("prepared")
         self.move.decision_attempted = True
 
-    def tpc_finish(self, trans):
-        pass
 
-    def tpc_abort(self, trans):
-        pass
-
-
-@implementer(IDataManager)
-class SQLiteCommit:
+class SQLiteCommit(_Step):
     """SQLite: commit the target, then the source, once the decision committed.
 
     Sorts after the catalog's one-phase manager ("~sqlalchemy:..."), so the
@@ -271,8 +283,7 @@ class SQLiteCommit:
         self.move = move
         self.target = target
         self.source = source
-        self.transaction_manager = transaction_manager
-        transaction_manager.get().join(self)
+        super().__init__(transaction_manager)
 
     def sortKey(self):
         return "~~tenantapp.move"
@@ -280,9 +291,6 @@ class SQLiteCommit:
     def tpc_begin(self, trans):
         self.target.flush()
         self.source.flush()
-
-    def commit(self, trans):
-        pass
 
     def tpc_vote(self, trans):
         move = self.move
@@ -299,9 +307,6 @@ class SQLiteCommit:
             move.phase_two_failed = True
             log.warning("move %s: source not committed, left to the resolver: %s", move.id, exc)
             self.source.rollback()
-
-    def tpc_finish(self, trans):
-        pass
 
     def abort(self, trans):
         self._rollback()
@@ -430,12 +435,7 @@ def copy_project(target_db, project, source_tasks):
         updated_at=project.updated_at,
     )
     target_db.add(moved)
-    try:
-        target_db.flush()
-    except IntegrityError as exc:
-        if is_moved_error(exc):  # SQLite's fence of a tenant that moved (run again)
-            raise
-        raise ValidationFailed({"name": NAME_TAKEN}) from None
+    flush_or_refuse(target_db, {"name": NAME_TAKEN})
     if source_tasks:
         lock_id_order(target_db, "tasks")
         target_db.execute(

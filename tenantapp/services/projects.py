@@ -1,11 +1,10 @@
 """Projects of one tenant (the Session is that tenant's database)."""
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from tenantapp.db.relocation import is_moved_error
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project
+from tenantapp.services import flush_or_refuse
 from tenantapp.services.insert_order import lock_id_order
 from tenantapp.services.pages import fetch_page
 
@@ -53,13 +52,8 @@ def _ensure_unique_name(db, name, project_id=None):
 
 
 def _flush(db):
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        if is_moved_error(exc):  # SQLite's fence of a moved tenant (no 422)
-            raise
-        # Two requests raced past the check above; the unique index decided.
-        raise ValidationFailed({"name": "a project with this name already exists"}) from None
+    # Two requests raced past the check above: the unique index decides.
+    flush_or_refuse(db, {"name": "a project with this name already exists"})
 
 
 def create_project(db, *, name, description, now):

@@ -1,11 +1,10 @@
 """Tasks of one tenant (the Session is that tenant's database)."""
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from tenantapp.db.relocation import is_moved_error
 from tenantapp.errors import NotFound, ValidationFailed
 from tenantapp.models.tenant import Project, Task
+from tenantapp.services import flush_or_refuse
 from tenantapp.services.insert_order import lock_id_order
 from tenantapp.services.pages import fetch_page, like_pattern
 
@@ -82,15 +81,10 @@ def _ensure_project(db, project_id):
 
 
 def _flush(db):
-    try:
-        db.flush()
-    except IntegrityError as exc:
-        if is_moved_error(exc):  # SQLite's fence of a moved tenant (no 422)
-            raise
-        # Schema validation leaves only the foreign key to fail, and the lock
-        # above leaves it no chance; should a project vanish anyway, it is the
-        # client's 422, not a 500.
-        raise ValidationFailed({"project_id": _NO_SUCH_PROJECT}) from None
+    # Schema validation leaves only the foreign key to fail, and the lock
+    # above leaves it no chance; should a project vanish anyway, it is the
+    # client's 422, not a 500.
+    flush_or_refuse(db, {"project_id": _NO_SUCH_PROJECT})
 
 
 def create_task(db, *, project_id, title, status, assignee, due_date, now):
