@@ -537,7 +537,10 @@ def test_a_killed_process_leaves_nothing_behind(
     healthy_ini = _ini_with(str(tmp_path), ["tenantapp.move_resolver_interval = 2"], env)
     with running_pserve(healthy_ini, env, str(tmp_path)) as (base, log_path):
         deadline = time.monotonic() + 60
-        while prepared_xacts(pg_cluster):
+        # Resolved: no transaction left prepared, then no decision left (the
+        # resolver deletes them at the end of its pass; stopping the process
+        # between the two would leave them to `recover`).
+        while prepared_xacts(pg_cluster) or decisions(admin):
             assert time.monotonic() < deadline, "not resolved within a minute"
             time.sleep(0.2)
         with open(log_path) as f:
