@@ -2,6 +2,7 @@
 
 import time
 
+import psycopg2.errors
 import psycopg2.extensions
 import pytest
 from sqlalchemy import inspect, text
@@ -37,29 +38,57 @@ def test_a_reading_session_sends_no_begin(admin):
 
 
 @pytest.mark.postgresql_only
-def test_the_driver_commits_and_rolls_back_only_outside_autocommit(admin):
-    """commit() and rollback() skip psycopg2 (and its GIL release) in autocommit,
-    where psycopg2 would do nothing either, and work as usual outside it."""
+def test_the_driver_ends_an_open_transaction_and_sends_nothing_otherwise(admin):
+    """In autocommit, commit() and rollback() end the explicit transaction that
+    is open (SQLAlchemy ends every transaction, and the pool resets every
+    connection checked in, through them), and with none open send nothing
+    (no round trip, no GIL release). Outside autocommit, psycopg2's own."""
     proxy = admin.directory.factory("acme").engine.raw_connection()
     try:
         connection = proxy.dbapi_connection
         assert isinstance(connection, AutocommitConnection)
         assert connection.autocommit
         cursor = connection.cursor()
-        cursor.execute("BEGIN")
-        cursor.execute("CREATE TEMP TABLE explicit (x int)")
-        connection.rollback()  # autocommit: ends nothing, as in psycopg2
-        assert connection.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_INTRANS
-        cursor.execute("ROLLBACK")
+        status = connection.info
 
-        connection.autocommit = False
+        cursor.execute("BEGIN")
         cursor.execute("CREATE TEMP TABLE rolled_back (x int)")
         connection.rollback()
+        assert status.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        cursor.execute("BEGIN")
         cursor.execute("CREATE TEMP TABLE committed (x int)")
         connection.commit()
+        assert status.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        cursor.execute("BEGIN")
+        with pytest.raises(psycopg2.errors.DivisionByZero):
+            cursor.execute("SELECT 1 / 0")
+        connection.rollback()  # a failed transaction too
+        assert status.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
         cursor.execute(
             "SELECT to_regclass('pg_temp.rolled_back') IS NULL, "
             "to_regclass('pg_temp.committed') IS NOT NULL"
+        )
+        assert cursor.fetchone() == (True, True)
+
+        # No transaction open: the server sees nothing (its last statement stays).
+        cursor.execute("SELECT 'last statement'")
+        connection.commit()
+        connection.rollback()
+        with admin.directory.factory("acme").engine.connect() as other:
+            last = other.execute(
+                text("SELECT query FROM pg_stat_activity WHERE pid = :pid"),
+                {"pid": status.backend_pid},
+            ).scalar_one()
+        assert last == "SELECT 'last statement'"
+
+        connection.autocommit = False
+        cursor.execute("CREATE TEMP TABLE outside_rolled_back (x int)")
+        connection.rollback()
+        cursor.execute("CREATE TEMP TABLE outside_committed (x int)")
+        connection.commit()
+        cursor.execute(
+            "SELECT to_regclass('pg_temp.outside_rolled_back') IS NULL, "
+            "to_regclass('pg_temp.outside_committed') IS NOT NULL"
         )
         assert cursor.fetchone() == (True, True)
     finally:

@@ -10,11 +10,10 @@ room within ``pool_timeout`` fails with :class:`ConnectionBudgetExhausted`,
 which answers 503.
 
 Every opened connection gives its slot back exactly once, whatever closes
-it: its pool (``close`` event), a detached close (``close_detached``), its
-own ``close()`` (SQLAlchemy closes a connection whose set-up failed with no
-pool event at all, see :class:`ReleasesSlotOnClose`), or the garbage
-collector (a ``weakref.finalize`` on the DBAPI connection, which is also what
-makes the release happen once). A slot is keyed by the connection object, not
+it: its own ``close()``, which every close goes through (its pool's, a
+detached one's, a failed set-up's, see :class:`ReleasesSlotOnClose`), or the
+garbage collector (a ``weakref.finalize`` on the DBAPI connection, which is
+also what makes the release happen once). A slot is keyed by the connection object, not
 by ``id()``: an id is reused as soon as the object is gone.
 """
 
@@ -23,7 +22,6 @@ import threading
 import time
 import weakref
 
-from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # How long a waiting request sleeps between two attempts to make room.
@@ -39,12 +37,10 @@ class ConnectionBudgetExhausted(PoolTimeoutError):
 class ReleasesSlotOnClose:
     """Mixed into a DBAPI connection class: ``close()`` gives its budget slot back.
 
-    When an event that sets up a new connection fails (the server ends the
-    session during SQLAlchemy's first queries, say), SQLAlchemy closes the
-    connection directly, without a ``close`` pool event; this is the one
-    place every close goes through. A subclass of a C type also gets the
-    ``__weakref__`` the budget's finalizer needs (psycopg2's and sqlite3's
-    connections have none).
+    Every close goes through it: the pool's, a detached connection's, a
+    failed set-up's, an invalidation's. A subclass of a C type also gets the
+    ``__weakref__`` and the attributes the budget's finalizer needs
+    (psycopg2's and sqlite3's connections have none).
     """
 
     tenantapp_budget_slot = None
@@ -66,7 +62,7 @@ def give_back(dbapi_connection):
 
 
 class ConnectionBudget:
-    """Counts the open DBAPI connections of every engine it watches."""
+    """Counts the open DBAPI connections of every engine that opens them through :meth:`open`."""
 
     def __init__(self, limit, timeout, make_room=None):
         self.limit = limit
@@ -95,29 +91,6 @@ class ConnectionBudget:
         self._count_returned()
         with self._lock:
             return list(self._holders)
-
-    def watch(self, engine, count_connects=True):
-        """Make every connection of ``engine`` count against the budget.
-
-        The engine's DBAPI connections must accept an attribute and a weak
-        reference (:class:`ReleasesSlotOnClose` gives both).
-        ``count_connects=False``: the engine's pool opens its connections
-        through :meth:`open` itself (a dialect shared by many engines takes no
-        ``do_connect`` listener per engine); only closes are watched here.
-        """
-        if count_connects:
-
-            @event.listens_for(engine, "do_connect")
-            def connect_within_budget(dialect, connection_record, cargs, cparams):
-                return self.open(engine, lambda: dialect.connect(*cargs, **cparams))
-
-        @event.listens_for(engine, "close")
-        def closed(dbapi_connection, connection_record):
-            give_back(dbapi_connection)
-
-        @event.listens_for(engine, "close_detached")
-        def closed_detached(dbapi_connection):
-            give_back(dbapi_connection)
 
     def open(self, engine, connect):
         """Open a DBAPI connection with ``connect()`` once it fits in the budget,

@@ -29,6 +29,7 @@ transactions late and never for SELECT). A writing transaction starts with
 one failing with "database is locked" when it upgrades its read lock.
 """
 
+import functools
 import os
 import sqlite3
 import threading
@@ -90,31 +91,45 @@ def make_engine(
 
     The Engine shares its dialect and compiled-statement cache with every
     other Engine of the same server (see :class:`SharedDialect`): a tenant's
-    first request compiles nothing another tenant already compiled, and an
-    Engine costs a pool and a few listeners.
+    first request compiles nothing another tenant already compiled. It has no
+    event listener of its own on PostgreSQL (one on SQLite): a new connection
+    is set up by the pool's creator, the pings are listeners of the pool
+    *class*, registered once, and a transaction's end is the DBAPI
+    connection's (:class:`AutocommitConnection`). Making an Engine is on the
+    path of a cold tenant's first request, and each ``event.listen`` cost
+    about 40 µs there.
     """
     url = normalize_url(url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(url)
-        if path is not None and must_exist:
+        watched = path if path is not None and must_exist else None
+        if watched is not None:
             url = url.set(database=f"file:{path}?mode=rw", query={"uri": "true"})
         connect_args = {
             "timeout": connect_timeout,
             "check_same_thread": False,
             "factory": SQLiteConnection,
         }
+        set_up = functools.partial(
+            _set_up_sqlite, busy_timeout_ms=max(connect_timeout, 5) * 1000, watched=watched
+        )
+        pool_class = SQLitePool
     elif backend == "postgresql":
         connect_args = {
             **libpq_timeouts(connect_timeout),
             "application_name": "tenantapp",
             "connection_factory": AutocommitConnection,
         }
+        set_up = functools.partial(_set_up_postgresql, ping_after=ping_after)
+        pool_class = PostgresPool
     else:
         raise ValueError(f"unsupported database URL: {url.render_as_string()}")
     engine = shared_dialect(url).engine(
         url,
         connect_args,
+        set_up,
+        pool_class=pool_class,
         budget=budget,
         pool_size=pool_size,
         max_overflow=0,
@@ -123,12 +138,7 @@ def make_engine(
         use_lifo=True,
     )
     if backend == "sqlite":
-        _configure_sqlite(engine, busy_timeout_ms=max(connect_timeout, 5) * 1000)
-        if path is not None and must_exist:
-            _drop_when_file_replaced(engine, path)
-    else:
-        _autocommit_driver(engine)
-        _ping_when_idle(engine, ping_after)
+        _sqlite_transactions(engine)
     return engine
 
 
@@ -213,18 +223,34 @@ class SharedDialect:
             self._opener.connect = None
         self._initialized = True
 
-    def engine(self, url, connect_args, *, budget=None, **pool_options):
-        """A new Engine for ``url`` over a :class:`TenantPool` of ``pool_options``;
-        each new connection fits in ``budget`` (if any) and is counted for it."""
+    def engine(self, url, connect_args, set_up, *, pool_class, budget=None, **pool_options):
+        """A new Engine for ``url`` over a ``pool_class`` of ``pool_options``.
+
+        Each new DBAPI connection fits in ``budget`` (if any) and is counted
+        for it (its class gives the slot back on close, see
+        :class:`tenantapp.db.budget.ReleasesSlotOnClose`), then gets the
+        dialect's driver set-up and ``set_up(dbapi_connection)``. A set-up that
+        fails closes the connection (and so frees its slot) before raising.
+        """
         dialect = self.dialect
         cargs, cparams = dialect.create_connect_args(url)
         cparams = {**cparams, **connect_args}
+        on_connect = self._on_connect
         engine = None
 
         def open_connection():
             if budget is None:
-                return dialect.connect(*cargs, **cparams)
-            return budget.open(engine, lambda: dialect.connect(*cargs, **cparams))
+                dbapi_connection = dialect.connect(*cargs, **cparams)
+            else:
+                dbapi_connection = budget.open(engine, lambda: dialect.connect(*cargs, **cparams))
+            try:
+                if on_connect is not None:
+                    on_connect(dbapi_connection)
+                set_up(dbapi_connection)
+            except BaseException:
+                dbapi_connection.close()
+                raise
+            return dbapi_connection
 
         def creator():
             dbapi_connection = open_connection()
@@ -238,14 +264,7 @@ class SharedDialect:
                     raise
             return dbapi_connection
 
-        pool = TenantPool(creator, dialect=dialect, **pool_options)
-        if self._on_connect is not None:
-            on_connect = self._on_connect
-
-            def driver_set_up(dbapi_connection, connection_record):
-                on_connect(dbapi_connection)
-
-            event.listen(pool, "connect", driver_set_up)
+        pool = pool_class(creator, dialect=dialect, **pool_options)
         engine = Engine(
             pool,
             dialect,
@@ -253,8 +272,6 @@ class SharedDialect:
             query_cache_size=0,  # no cache of its own: the shared one, below
             execution_options={"compiled_cache": self.compiled_cache},
         )
-        if budget is not None:
-            budget.watch(engine, count_connects=False)
         return engine
 
 
@@ -338,150 +355,164 @@ def writing_engine(engine):
     """The Engine for sessions that write: ``engine``'s pool, ``WRITE_OPTION`` set.
 
     Both share one pool and one budget. On PostgreSQL only this one carries
-    connection events (BEGIN/COMMIT/ROLLBACK below): an Engine with any
-    connection event makes every statement on it look its listeners up, which
-    cost a reading request a tenth of its time; the reading engine has none.
+    a connection event (BEGIN, below): an Engine with any connection event
+    makes every statement on it look its listeners up, which cost a reading
+    request a tenth of its time; the reading engine has none. The
+    transaction's COMMIT or ROLLBACK is sent by the DBAPI connection itself
+    (:class:`AutocommitConnection`).
     """
     writer = engine.execution_options(**{WRITE_OPTION: True})
     if engine.dialect.name == "postgresql":
-        _explicit_transactions(writer)
+        event.listen(writer, "begin", _send_begin)
     return writer
+
+
+def _send_begin(connection):
+    connection.exec_driver_sql("BEGIN")
+
+
+class PostgresPool(TenantPool):
+    """A :class:`TenantPool` of PostgreSQL connections, pinged when idle long
+    (its listeners, below, are the class's: registered once, not per pool)."""
+
+
+class SQLitePool(TenantPool):
+    """A :class:`TenantPool` of SQLite connections, dropped when their file
+    was replaced (the class's listener, below)."""
 
 
 class SQLiteConnection(ReleasesSlotOnClose, sqlite3.Connection):
     """sqlite3's connection, whose close() gives its connection-budget slot back."""
 
+    # The file this connection opened, (st_dev, st_ino), when it is watched.
+    tenantapp_path = None
+    tenantapp_file = None
+
+
+_OPEN_TRANSACTION = (
+    psycopg2.extensions.TRANSACTION_STATUS_INTRANS,
+    psycopg2.extensions.TRANSACTION_STATUS_INERROR,
+)
+
 
 class AutocommitConnection(ReleasesSlotOnClose, psycopg2.extensions.connection):
-    """psycopg2's connection, whose commit() and rollback() return at once in
-    autocommit mode instead of releasing the GIL to do nothing.
+    """psycopg2's connection in autocommit, whose commit() and rollback() end
+    the explicit transaction that is open, if any, and otherwise return at once.
 
-    In autocommit they have no effect (our transactions are explicit SQL, see
-    :func:`_explicit_transactions`), but psycopg2 still releases and retakes
-    the GIL around them, and SQLAlchemy calls rollback() whenever a
-    connection is closed or returned to its pool: three times per request.
-    With 8 busy threads each release hands the GIL to another thread, so those
-    no-ops cost context switches; a reading request under load was 6 % faster
-    without them. Its close() gives its connection-budget slot back
+    The driver runs in autocommit (see :func:`_set_up_postgresql`) and a
+    writing transaction is explicit SQL: ``BEGIN`` from the writing Engine,
+    ``COMMIT`` or ``ROLLBACK`` from here, where SQLAlchemy ends every
+    transaction (``Connection.commit()``/``rollback()``) and where its pool
+    resets a connection checked in (so none is pooled in a transaction).
+    With no transaction open they send nothing and return without releasing
+    the GIL: psycopg2's own would release and retake it to do nothing, three
+    times per request (SQLAlchemy calls rollback() whenever a connection goes
+    back to its pool), and with 8 busy threads each release hands the GIL to
+    another thread; a reading request under load was 6 % faster without
+    them. A broken connection (status unknown) has nothing to end. Its
+    close() gives its connection-budget slot back
     (:class:`tenantapp.db.budget.ReleasesSlotOnClose`).
     """
+
+    # Seconds idle after which the connection is pinged before use.
+    tenantapp_ping_after = 0
 
     def commit(self):
         if not self.autocommit:
             super().commit()
+        elif self.info.transaction_status in _OPEN_TRANSACTION:
+            self._send("COMMIT")
 
     def rollback(self):
         if not self.autocommit:
             super().rollback()
+        elif self.info.transaction_status in _OPEN_TRANSACTION:
+            self._send("ROLLBACK")
+
+    def _send(self, sql):
+        cursor = self.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
 
 
-def _autocommit_driver(engine):
-    """psycopg2 in autocommit; a writing transaction is explicit (see below).
+def _set_up_postgresql(dbapi_connection, *, ping_after):
+    """psycopg2 in autocommit; a writing transaction is explicit (see above).
 
     psycopg2 otherwise sends BEGIN before the first statement of every
     transaction, and a reading request pays BEGIN and COMMIT round trips for
     nothing (switching isolation levels per checkout cost as much). So the
     driver runs in autocommit, and a reading Session's SELECTs are one round
-    trip each. A connection is never returned to the pool in a transaction.
+    trip each.
     """
-
-    @event.listens_for(engine, "connect")
-    def driver_autocommit(dbapi_connection, connection_record):
-        dbapi_connection.autocommit = True
-
-    @event.listens_for(engine, "reset")
-    def never_pool_a_transaction(dbapi_connection, connection_record, reset_state):
-        if _in_transaction(dbapi_connection):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("ROLLBACK")
-            cursor.close()
+    dbapi_connection.autocommit = True
+    dbapi_connection.tenantapp_ping_after = ping_after
 
 
-def _in_transaction(dbapi_connection):
-    return dbapi_connection.info.transaction_status != psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_IDLE_SINCE = "tenantapp_idle_since"
 
 
-def _explicit_transactions(writer):
-    """BEGIN ... COMMIT/ROLLBACK on a writing engine's connections, emitted here
-    since the driver's commit() and rollback() do nothing in autocommit."""
-
-    def open_transaction(connection):
-        # An invalidated connection (the server dropped it) has nothing to end.
-        return not connection.invalidated and _in_transaction(
-            connection.connection.dbapi_connection
-        )
-
-    @event.listens_for(writer, "begin")
-    def begin(connection):
-        connection.exec_driver_sql("BEGIN")
-
-    @event.listens_for(writer, "commit")
-    def commit(connection):
-        if open_transaction(connection):
-            connection.exec_driver_sql("COMMIT")
-
-    @event.listens_for(writer, "rollback")
-    def rollback(connection):
-        if open_transaction(connection):
-            connection.exec_driver_sql("ROLLBACK")
+@event.listens_for(PostgresPool, "checkin")
+def _remember_checkin(dbapi_connection, connection_record):
+    connection_record.info[_IDLE_SINCE] = time.monotonic()
 
 
-def _ping_when_idle(engine, ping_after):
+@event.listens_for(PostgresPool, "checkout")
+def _ping_if_idle(dbapi_connection, connection_record, connection_proxy):
     """Ping a connection before use when it sat idle ``ping_after`` seconds or more.
 
     A failed ping raises DisconnectionError, on which the pool discards the
     connection and checks out (or opens) another: the request never sees it.
     """
-
-    @event.listens_for(engine, "checkin")
-    def remember_checkin(dbapi_connection, connection_record):
-        connection_record.info["tenantapp_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def ping_if_idle(dbapi_connection, connection_record, connection_proxy):
-        idle_since = connection_record.info.get("tenantapp_idle_since")
-        if idle_since is None or time.monotonic() - idle_since < ping_after:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+    idle_since = connection_record.info.get(_IDLE_SINCE)
+    if idle_since is None or time.monotonic() - idle_since < dbapi_connection.tenantapp_ping_after:
+        return
+    try:
+        dbapi_connection._send("SELECT 1")  # noqa: SLF001 - our own class's
+    except psycopg2.Error as exc:
+        raise DisconnectionError(f"connection failed its ping: {exc}") from exc
 
 
-def _drop_when_file_replaced(engine, path):
-    """Discard a pooled connection whose file was removed (``tenant delete``),
-    or replaced by another (the same name created again): an open SQLite
-    connection keeps reading the removed file. One ``stat`` per checkout."""
-
-    def identity():
-        status = os.stat(path)
-        return (status.st_dev, status.st_ino)
-
-    @event.listens_for(engine, "connect")
-    def remember_file(dbapi_connection, connection_record):
-        connection_record.info["tenantapp_file"] = identity()
-
-    @event.listens_for(engine, "checkout")
-    def same_file(dbapi_connection, connection_record, connection_proxy):
-        try:
-            current = identity()
-        except OSError:
-            current = None
-        if current != connection_record.info.get("tenantapp_file"):
-            raise DisconnectionError(f"the database file {path} was removed or replaced")
-
-
-def _configure_sqlite(engine, busy_timeout_ms):
-    @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, connection_record):
-        # Let SQLAlchemy, not the sqlite3 module, decide when to BEGIN.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
+def _set_up_sqlite(dbapi_connection, *, busy_timeout_ms, watched):
+    # Let SQLAlchemy, not the sqlite3 module, decide when to BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
         cursor.close()
+    if watched is not None:
+        dbapi_connection.tenantapp_path = watched
+        dbapi_connection.tenantapp_file = _file_identity(watched)
+
+
+def _file_identity(path):
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino)
+
+
+@event.listens_for(SQLitePool, "checkout")
+def _same_file(dbapi_connection, connection_record, connection_proxy):
+    """Discard a pooled connection whose file was removed (``tenant delete``),
+    or replaced by another (the same name created again): an open SQLite
+    connection keeps reading the removed file. One ``stat`` per checkout."""
+    path = dbapi_connection.tenantapp_path
+    if path is None:
+        return
+    try:
+        current = _file_identity(path)
+    except OSError:
+        current = None
+    if current != dbapi_connection.tenantapp_file:
+        raise DisconnectionError(f"the database file {path} was removed or replaced")
+
+
+def _sqlite_transactions(engine):
+    """BEGIN issued by us: ``BEGIN IMMEDIATE`` for a writing transaction."""
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
