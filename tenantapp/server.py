@@ -5,6 +5,7 @@ the default lives here, not in the ini file's [DEFAULT], which would win over
 the command line.
 """
 
+import gc
 import logging
 
 import waitress
@@ -27,6 +28,11 @@ def serve(app, global_conf, **options):
     # Transactions a killed process left prepared: resolved now and every
     # minute (tenantapp.move_resolver_interval), in a daemon thread.
     start_resolver(app.registry)
+    # Everything made so far (modules, mappers, the app) lives as long as the
+    # process: out of the collector's generations, a full collection walks
+    # what requests made only. It took ~70 ms with them, at a random request.
+    gc.collect()
+    gc.freeze()
     waitress.serve(app, **options)
     return 0
 
