@@ -96,8 +96,8 @@ def make_engine(
     is set up by the pool's creator, the pings are listeners of the pool
     *class*, registered once, and a transaction's end is the DBAPI
     connection's (:class:`AutocommitConnection`). Making an Engine is on the
-    path of a cold tenant's first request, and each ``event.listen`` cost
-    about 40 µs there.
+    path of a cold tenant's first request: 110 µs with its seven listeners,
+    30–40 µs without.
     """
     url = normalize_url(url)
     backend = url.get_backend_name()

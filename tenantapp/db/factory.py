@@ -25,6 +25,27 @@ def _count_dropped():
         _dropped["engines"] += 1
 
 
+class _Engines:
+    """A database's reading Engine, and the writing one over the same pool,
+    made on the first write: a tenant that is only read (a cold tenant's
+    first request, say) makes one Engine."""
+
+    __slots__ = ("reading", "_writing")
+
+    def __init__(self, reading):
+        self.reading = reading
+        self._writing = None
+
+    @property
+    def writing(self):
+        writing = self._writing
+        if writing is None:
+            # No lock: two threads that get here together each make one, and
+            # either serves (same pool, same options); one is kept.
+            writing = self._writing = writing_engine(self.reading)
+        return writing
+
+
 @implementer(IDBFactory)
 class DBFactory:
     """One database. The engine is made on first use; the tenant directory
@@ -42,21 +63,22 @@ class DBFactory:
         self._engine_options = engine_options
         # Told of every use, so the tenant directory can keep its LRU order.
         self._on_use = on_use
-        self._engines = None  # (reading, writing), made together on first use
+        self._engines = None  # _Engines, made on first use
         self._dropped = None  # a weak reference to the reading Engine dispose() dropped
         self._lock = threading.Lock()
 
     def __repr__(self):
         return f"<DBFactory {self.name} {self.url.render_as_string(hide_password=True)}>"
 
-    def _both_engines(self):
+    def _engines_in_use(self):
         engines = self._engines
         if engines is None:
             with self._lock:
                 engines = self._engines
                 if engines is None:
-                    engine = make_engine(self.url, **self._engine_options)
-                    engines = self._engines = (engine, writing_engine(engine))
+                    engines = self._engines = _Engines(
+                        make_engine(self.url, **self._engine_options)
+                    )
         on_use = self._on_use  # read once: retire() may clear it meanwhile
         if on_use is not None:
             on_use(self)
@@ -65,21 +87,21 @@ class DBFactory:
     @property
     def engine(self):
         """The Engine for reading (and for the health check)."""
-        return self._both_engines()[0]
+        return self._engines_in_use().reading
 
     @property
     def write_engine(self):
         """The Engine for transactions that write (same pool, see engines.writing_engine)."""
-        return self._both_engines()[1]
+        return self._engines_in_use().writing
 
     def session(self, write=False) -> Session:
         """A new Session. ``write=False``: it only reads, so it takes no write lock
         (SQLite) and sends no BEGIN (PostgreSQL); see tenantapp.db.engines."""
-        reading, writing = self._both_engines()
+        engines = self._engines_in_use()
         # expire_on_commit=False: a view may serialize what it just committed
         # (the session is closed right after anyway, nothing outlives it).
         # No sessionmaker per factory: each would be a class of its own.
-        return Session(bind=writing if write else reading, expire_on_commit=False)
+        return Session(bind=engines.writing if write else engines.reading, expire_on_commit=False)
 
     @contextmanager
     def transaction(self, write=True):
@@ -94,7 +116,7 @@ class DBFactory:
     def made_engine(self):
         """The reading Engine if it was made, else None (not counted as a use)."""
         engines = self._engines
-        return engines[0] if engines is not None else None
+        return engines.reading if engines is not None else None
 
     def dispose(self):
         """Close the pooled (idle) connections; the pool refills on the next use.
@@ -114,9 +136,9 @@ class DBFactory:
             dropped.pool.close_idle()
         with self._lock:
             engines = self._engines
-            if engines is not None and engines[0].pool.checkedout() == 0:
+            if engines is not None and engines.reading.pool.checkedout() == 0:
                 self._engines = None
-                self._dropped = weakref.ref(engines[0])
+                self._dropped = weakref.ref(engines.reading)
                 _count_dropped()
 
     def close_idle(self, limit=None):
@@ -139,4 +161,4 @@ class DBFactory:
     def checked_out(self):
         """Connections of this database lent out right now (0 when idle)."""
         engines = self._engines
-        return engines[0].pool.checkedout() if engines is not None else 0
+        return engines.reading.pool.checkedout() if engines is not None else 0
