@@ -9,6 +9,7 @@ is the database's (``pg_stat_activity``) or, on SQLite, the process's open
 files.
 """
 
+import contextlib
 import gc
 import os
 import random
@@ -309,7 +310,59 @@ def test_a_tenant_evicted_between_its_use_and_its_checkout_gives_its_connection_
 
 # The soak ---------------------------------------------------------------------
 
-SOAK_TENANTS = 160
+
+def sockets_to_port(port):
+    """This process's established TCP connections to ``port`` on loopback:
+    what it holds open, seen by the kernel (a closed psycopg2 connection's
+    socket is gone at once; its backend may still be exiting)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.split(":")[1], 16) == port:
+                inodes.add(inode)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        count += target.startswith("socket:[") and target[8:-1] in inodes
+    return count
+
+
+class SocketSampler:
+    """Samples :func:`sockets_to_port` in a thread of its own until stopped;
+    ``peak`` is the most seen above what was open when it started."""
+
+    def __init__(self, port, interval=0.005):
+        self.port = port
+        self.interval = interval
+        self.baseline = sockets_to_port(port)
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.samples.append(sockets_to_port(self.port) - self.baseline)
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak(self):
+        return max(self.samples, default=0)
+
+
+SOAK_TENANTS = 200
 SOAK_THREADS = 16
 SOAK_ROUNDS = 50  # per thread: choose a tenant, read its projects
 SOAK_HOT = 3
@@ -336,7 +389,7 @@ def clone_tenants(admin, names, template):
 
 @pytest.mark.postgresql_only
 def test_soak_many_tenants_a_tiny_budget_and_evictions_all_the_time(
-    settings, admin, make_user, open_connections
+    settings, admin, make_user, open_connections, backend
 ):
     names = [f"soak_{i:03d}" for i in range(SOAK_TENANTS)]
     admin.tenant_create("soak_template")
@@ -387,20 +440,35 @@ def test_soak_many_tenants_a_tiny_budget_and_evictions_all_the_time(
                     if response.status_int != 200 and len(failures) < 5:
                         failures.append((name, response.status, response.text[:200]))
 
+    # PostgreSQL: the sockets this process holds to the server, sampled
+    # throughout (other apps of this run hold theirs, idle: the baseline).
+    port = normalize_url(catalog_of(app).url).port if backend == "postgresql" else None
+    catalog_of(app).dispose()  # nothing of this app's in the baseline
+    assert budget.in_use == 0
+    sampler = SocketSampler(port) if port is not None else contextlib.nullcontext()
     started = time.monotonic()
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(SOAK_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    with sampler:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
     elapsed = time.monotonic() - started
     print(
         f"\nsoak: {sum(answers.values())} requests on {SOAK_TENANTS} tenants in {elapsed:.1f} s, "
         f"answers {answers}, budget spent {len(pressure)} times, "
         f"{budget.in_use} connections open, {directory.live_engines()} live tenant pools"
+        + (
+            f", at most {sampler.peak} sockets open ({len(sampler.samples)} samples)"
+            if port
+            else ""
+        )
     )
     assert not any(thread.is_alive() for thread in threads), "a request hung"
     assert answers == {200: SOAK_THREADS * SOAK_ROUNDS * 2}, failures
+    if port is not None:
+        assert len(sampler.samples) > 100, "too few samples to say anything"
+        assert 0 < sampler.peak <= 8, f"{sampler.peak} connections open at once, the budget is 8"
     assert pressure, "the budget was never spent: the soak proved nothing"
 
     # What the budget counts is what the server sees (the catalog's idle
