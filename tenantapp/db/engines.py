@@ -420,13 +420,13 @@ class AutocommitConnection(ReleasesSlotOnClose, psycopg2.extensions.connection):
     def commit(self):
         if not self.autocommit:
             super().commit()
-        elif self.info.transaction_status in _OPEN_TRANSACTION:
+        elif self.get_transaction_status() in _OPEN_TRANSACTION:
             self._send("COMMIT")
 
     def rollback(self):
         if not self.autocommit:
             super().rollback()
-        elif self.info.transaction_status in _OPEN_TRANSACTION:
+        elif self.get_transaction_status() in _OPEN_TRANSACTION:
             self._send("ROLLBACK")
 
     def _send(self, sql):
