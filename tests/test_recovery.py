@@ -353,6 +353,21 @@ def test_the_resolver_leaves_a_live_coordinators_move_alone(
     assert prepared_xacts(pg_cluster) == []
 
 
+@pytest.mark.postgresql_only
+def test_a_pass_with_nothing_prepared_touches_no_tenant(settings, admin):
+    """The resolver runs every minute in every process. With the catalog on
+    the tenants' server it asks ``pg_prepared_xacts`` through the catalog: no
+    tenant database gets a connection, no live tenant is evicted for it."""
+    app = make_app(settings)
+    try:
+        directory = app.registry.getUtility(ITenantDirectory)
+        result = recovery.resolve(app.registry, grace=0)
+        assert (result.errors, result.committed, result.rolled_back) == ([], [], [])
+        assert directory.live_engines() == 0
+    finally:
+        dispose_app(app)
+
+
 # tenantapp-admin recover in another process, with no grace period.
 RECOVER_SCRIPT = """
 import os

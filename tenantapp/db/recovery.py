@@ -199,7 +199,7 @@ def _tenant_factories(registry):
     return {name: directory.factory(name, url) for name, url in rows}
 
 
-def _prepared_on_servers(factories, result):
+def _prepared_on_servers(factories, result, catalog):
     """``[(gid, prepared_at, factory)]``: our prepared transactions on every
     PostgreSQL server that holds tenants, each with the factory of its database.
     Returns None when a server could not be asked."""
@@ -208,10 +208,10 @@ def _prepared_on_servers(factories, result):
         if factory.url.get_backend_name() == "postgresql":
             servers.setdefault(_server_key(factory.url), []).append(factory)
     found, complete = [], True
-    for group in servers.values():
+    for key, group in servers.items():
         by_database = {factory.url.database: factory for factory in group}
         try:
-            with group[0].engine.connect() as connection:
+            with _asking_engine(key, group, catalog).connect() as connection:
                 rows = connection.execute(
                     text(
                         "SELECT gid, prepared, database FROM pg_prepared_xacts "
@@ -229,6 +229,21 @@ def _prepared_on_servers(factories, result):
                 continue
             found.append((gid, prepared_at, factory))
     return found if complete else None, found
+
+
+def _asking_engine(key, group, catalog):
+    """An Engine to ask server ``key`` with (``pg_prepared_xacts`` is the whole
+    server's): the catalog's when it is there, else a tenant's already in use,
+    else the first tenant's. A pass every minute then opens no tenant
+    connection and evicts no live tenant in the usual set-up (the catalog and
+    the tenants on one server)."""
+    if _server_key(catalog.url) == key:
+        return catalog.engine
+    for factory in group:
+        engine = factory.made_engine
+        if engine is not None:
+            return engine
+    return group[0].engine
 
 
 def _fence(catalog, move_id, coordinator, now):
@@ -292,7 +307,7 @@ def resolve(registry, grace=None, now=None):
         result.errors.append(f"catalog: {_first_line(exc)}")
         log.warning("move recovery: catalog not readable: %s", _first_line(exc))
         return result
-    complete, prepared = _prepared_on_servers(factories, result)
+    complete, prepared = _prepared_on_servers(factories, result, catalog)
     seen = set()  # moves with a transaction this run left prepared
     for gid, prepared_at, factory in prepared:
         move_id, participant, coordinator = parse_gid(gid) or (None, None, None)
