@@ -65,8 +65,8 @@ bench: install postgres-binaries
 	COMPARE=$(COMPARE) $(BIN)/python bench/run_bench.py
 
 # 500 tenant databases (TENANTS=N), each used once: connections held, memory,
-# cold-tenant latency, a no-op `tenant migrate --all`; ends with one line,
-# BENCH-TENANTS {json}.
+# cold-tenant latency beside PostgreSQL's own (psycopg2 alone, one tenant in
+# ten), a no-op `tenant migrate --all`; ends with one line, BENCH-TENANTS {json}.
 bench-tenants: install postgres-binaries
 	$(BIN)/python bench/many_tenants.py --tenants $(or $(TENANTS),500)
 

@@ -421,20 +421,21 @@ class AutocommitConnection(ReleasesSlotOnClose, psycopg2.extensions.connection):
         if not self.autocommit:
             super().commit()
         elif self.get_transaction_status() in _OPEN_TRANSACTION:
-            self._send("COMMIT")
+            _execute(self, "COMMIT")
 
     def rollback(self):
         if not self.autocommit:
             super().rollback()
         elif self.get_transaction_status() in _OPEN_TRANSACTION:
-            self._send("ROLLBACK")
+            _execute(self, "ROLLBACK")
 
-    def _send(self, sql):
-        cursor = self.cursor()
-        try:
-            cursor.execute(sql)
-        finally:
-            cursor.close()
+
+def _execute(dbapi_connection, sql):
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(sql)
+    finally:
+        cursor.close()
 
 
 def _set_up_postgresql(dbapi_connection, *, ping_after):
@@ -469,7 +470,7 @@ def _ping_if_idle(dbapi_connection, connection_record, connection_proxy):
     if idle_since is None or time.monotonic() - idle_since < dbapi_connection.tenantapp_ping_after:
         return
     try:
-        dbapi_connection._send("SELECT 1")  # noqa: SLF001 - our own class's
+        _execute(dbapi_connection, "SELECT 1")
     except psycopg2.Error as exc:
         raise DisconnectionError(f"connection failed its ping: {exc}") from exc
 
