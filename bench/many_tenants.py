@@ -31,6 +31,8 @@ import time
 import urllib.error
 import urllib.request
 
+import psycopg2
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, ROOT)  # this checkout's tenantapp
@@ -92,8 +94,6 @@ TASKS_PAGE = (
 def floor_ms(url):
     """The database's own part of a cold tenant's first request: psycopg2
     opens a connection and reads the page, nothing else."""
-    import psycopg2
-
     started = time.perf_counter()
     connection = psycopg2.connect(url)
     try:

@@ -329,6 +329,24 @@ def log_in(client, username, password, tenant=None):
 # --- the run ------------------------------------------------------------------
 
 
+def wait_until_answering(process, client, answers, what, timeout=30):
+    """Until ``answers(client)`` is true (a 200 from the server ``process``
+    started); BenchError if the process exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise BenchError(f"{what} exited with status {process.returncode} at start")
+            with contextlib.suppress(OSError):  # not listening yet
+                if answers(client):
+                    return
+            if time.monotonic() > deadline:
+                raise BenchError(f"{what} did not answer 200 within {timeout} s")
+            time.sleep(0.1)
+    finally:
+        client.close()
+
+
 class Bench:
     def __init__(self, compare):
         self.compare = compare
@@ -461,18 +479,12 @@ class Bench:
             cwd=ROOT,
             start_new_session=True,
         )
-        client = Client(self.port)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.server.poll() is not None:
-                raise BenchError(f"pserve exited with status {self.server.returncode} at start")
-            with contextlib.suppress(OSError):  # not listening yet
-                if client.request("GET", "/healthz").status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError("the server did not answer /healthz with 200 within 30 s")
-            time.sleep(0.1)
-        client.close()
+        wait_until_answering(
+            self.server,
+            Client(self.port),
+            lambda client: client.request("GET", "/healthz").status == 200,
+            "pserve (GET /healthz)",
+        )
         log(f"  server pid {self.server.pid} answers /healthz")
 
     def measure_login(self):
@@ -792,19 +804,12 @@ class Bench:
             cwd=SHARED_BENCH,
             start_new_session=True,
         )
-        client = Client(self.floor_port)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.floor.poll() is not None:
-                raise BenchError(f"floor.py exited with status {self.floor.returncode} at start")
-            with contextlib.suppress(OSError):
-                response = client.request("GET", LOAD_PATH, cookie=FLOOR_COOKIES[0])
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError("floor.py did not answer within 30 s")
-            time.sleep(0.1)
-        client.close()
+        wait_until_answering(
+            self.floor,
+            Client(self.floor_port),
+            lambda client: client.request("GET", LOAD_PATH, cookie=FLOOR_COOKIES[0]).status == 200,
+            f"floor.py (GET {LOAD_PATH})",
+        )
         log(
             f"  floor.py pid {self.floor.pid} on 127.0.0.1:{self.floor_port} ({python}), "
             f"its cluster {'started' if self.floor_pg_started else 'already running'}"

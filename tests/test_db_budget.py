@@ -18,6 +18,7 @@ import time
 
 import psycopg2
 import pytest
+from proc_net import connections_to
 from races import WAIT_LIMIT, in_thread, libpq_url
 from sqlalchemy import event, text
 
@@ -311,42 +312,21 @@ def test_a_tenant_evicted_between_its_use_and_its_checkout_gives_its_connection_
 # The soak ---------------------------------------------------------------------
 
 
-def sockets_to_port(port):
-    """This process's established TCP connections to ``port`` on loopback:
-    what it holds open, seen by the kernel (a closed psycopg2 connection's
-    socket is gone at once; its backend may still be exiting)."""
-    inodes = set()
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            remote, state, inode = fields[2], fields[3], fields[9]
-            if state == "01" and int(remote.split(":")[1], 16) == port:
-                inodes.add(inode)
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed meanwhile
-        count += target.startswith("socket:[") and target[8:-1] in inodes
-    return count
-
-
 class SocketSampler:
-    """Samples :func:`sockets_to_port` in a thread of its own until stopped;
+    """Samples :func:`proc_net.connections_to` in a thread of its own until stopped;
     ``peak`` is the most seen above what was open when it started."""
 
     def __init__(self, port, interval=0.005):
         self.port = port
         self.interval = interval
-        self.baseline = sockets_to_port(port)
+        self.baseline = connections_to(port)
         self.samples = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append(sockets_to_port(self.port) - self.baseline)
+            self.samples.append(connections_to(self.port) - self.baseline)
             self._stop.wait(self.interval)
 
     def __enter__(self):

@@ -17,6 +17,7 @@ import time
 
 import psycopg2
 import pytest
+from proc_net import listening_pid
 from races import in_thread, libpq_url
 from sqlalchemy import select
 from test_project_move import nothing_left_prepared  # noqa: F401 - an autouse fixture
@@ -581,26 +582,10 @@ def test_a_killed_process_leaves_nothing_behind(
 
 
 def _pserve_pid(base):
-    """The pid of the process listening on ``base``'s port (from /proc/net/tcp)."""
-    port = int(base.rsplit(":", 1)[1])
-    inodes = set()
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.split(":")[1], 16) == port:
-                inodes.add(inode)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    return int(pid)
-        except OSError:
-            continue
-    raise AssertionError(f"no process listens on {base}")
+    """The pid of the process listening on ``base``'s port."""
+    pid = listening_pid(int(base.rsplit(":", 1)[1]))
+    assert pid is not None, f"no process listens on {base}"
+    return pid
 
 
 # --- a server without prepared transactions -------------------------------------------

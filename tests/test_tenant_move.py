@@ -51,6 +51,20 @@ def old_url(db_urls, name):
     return db_urls["template"].format(name=name)
 
 
+def write_in_flight(db_urls, name, client, title):
+    """A task inserted into tenant ``name``'s old database by a connection of
+    the test's own, in a transaction left open: a writer in flight, holding
+    its lock until the test commits or releases it."""
+    project_id = client.get("/api/projects").json["items"][0]["id"]
+    writer = LockHolder(old_url(db_urls, name))
+    writer.execute(
+        "INSERT INTO tasks (project_id, title, title_key, status, created_at, updated_at, version) "
+        "VALUES (%s, %s, %s, 'open', now(), now(), 1)",
+        (project_id, title, title),
+    )
+    return writer
+
+
 def write_directly(url, sql):
     """Run a write on ``url`` with a connection of the test's own; the error text or None."""
     engine = writing_engine(make_engine(url, pool_size=1, pool_timeout=2, connect_timeout=2))
@@ -209,13 +223,7 @@ def test_a_write_in_flight_when_the_move_starts_is_moved_with_it(
     admin_cli, admin, busy_tenant, db_urls
 ):
     name, client = busy_tenant
-    project_id = client.get("/api/projects").json["items"][0]["id"]
-    in_flight = LockHolder(old_url(db_urls, name))
-    in_flight.execute(
-        "INSERT INTO tasks (project_id, title, title_key, status, created_at, updated_at, version) "
-        "VALUES (%s, 'in flight', 'in flight', 'open', now(), now(), 1)",
-        (project_id,),
-    )
+    in_flight = write_in_flight(db_urls, name, client, "in flight")
     move = in_thread(admin_cli, "tenant", "move", name, "--url", new_url(db_urls, name))
     try:
         in_flight.wait_for_waiters(1)  # the move waits for the writer in flight
@@ -262,15 +270,9 @@ def test_a_write_that_read_the_old_url_runs_again_on_the_new_database(
 @pytest.mark.postgresql_only
 def test_a_failed_move_switches_nothing(admin_cli, admin, busy_tenant, db_urls, monkeypatch):
     name, client = busy_tenant
-    project_id = client.get("/api/projects").json["items"][0]["id"]
     monkeypatch.setattr(cli_module, "MOVE_LOCK_WAIT_S", 0.3)
     # A writer that never finishes in time: the move gives up waiting.
-    in_flight = LockHolder(old_url(db_urls, name))
-    in_flight.execute(
-        "INSERT INTO tasks (project_id, title, title_key, status, created_at, updated_at, version) "
-        "VALUES (%s, 'slow writer', 'slow writer', 'open', now(), now(), 1)",
-        (project_id,),
-    )
+    in_flight = write_in_flight(db_urls, name, client, "slow writer")
     try:
         result = admin_cli("tenant", "move", name, "--url", new_url(db_urls, name))
     finally:
@@ -426,13 +428,7 @@ def test_a_catalog_failing_after_the_copy_switches_nothing(admin_cli, admin, bus
     # is then held, and the command's switch, waiting on it, loses its
     # connection.
     name, client = busy_tenant
-    project_id = client.get("/api/projects").json["items"][0]["id"]
-    writer = LockHolder(old_url(db_urls, name))
-    writer.execute(
-        "INSERT INTO tasks (project_id, title, title_key, status, created_at, updated_at, version) "
-        "VALUES (%s, 'in flight', 'in flight', 'open', now(), now(), 1)",
-        (project_id,),
-    )
+    writer = write_in_flight(db_urls, name, client, "in flight")
     move = in_thread(admin_cli, "tenant", "move", name, "--url", new_url(db_urls, name))
     row = None
     try:
